@@ -1,0 +1,56 @@
+import type { Tensor } from '../tensor/tensor.ts';
+
+/** How a tensor is stored on disk. Quantized types are ggml's 32-value blocks. */
+export type StoredDType =
+  | 'f32'
+  | 'f16'
+  | 'bf16'
+  | 'f64'
+  | 'i64'
+  | 'i32'
+  | 'i16'
+  | 'i8'
+  | 'u8'
+  | 'bool'
+  | 'q4_0'
+  | 'q4_1'
+  | 'q5_0'
+  | 'q5_1'
+  | 'q8_0';
+
+export type CheckpointFormat = 'pth' | 'safetensors' | 'rwkvcpp';
+
+export interface TensorEntry {
+  /**
+   * Canonical name: BlinkDL `.pth` key names for RWKV (`blocks.0.att.key.weight`),
+   * Hugging Face names for OPT (`model.decoder.layers.0.fc1.weight`).
+   */
+  readonly name: string;
+  /** The name as written in the file. */
+  readonly fileName: string;
+  /** Canonical shape, PyTorch order (outermost first), e.g. [out, in] for a weight. */
+  readonly shape: readonly number[];
+  readonly dtype: StoredDType;
+  /** Bytes the tensor occupies on disk. */
+  readonly byteLength: number;
+}
+
+/**
+ * An opened checkpoint. The index of tensors is read at open; tensor data is read
+ * only by `read`, so opening a 14 GB file costs a few kilobytes.
+ */
+export interface Checkpoint {
+  readonly path: string;
+  readonly format: CheckpointFormat;
+  /** Canonical name → entry, in file order. */
+  readonly tensors: ReadonlyMap<string, TensorEntry>;
+  /** Format facts worth showing (`info`): rwkv.cpp header, HF config.json, … */
+  readonly meta: Readonly<Record<string, unknown>>;
+  /**
+   * Reads one tensor as float32: dequantized, with any converter transform undone so
+   * that every format gives the values of the original PyTorch checkpoint.
+   * Throws FormatError (naming file and tensor) when the data is broken.
+   */
+  read(name: string): Tensor;
+  close(): void;
+}

@@ -1,0 +1,78 @@
+/**
+ * One interface for the matrix kernels every model uses, with three implementations:
+ * the TypeScript reference (`js`), WebAssembly SIMD (`wasm`) and a native addon
+ * (`native`). Weights are handed over once (`prepare`), because the faster backends
+ * keep them in their own memory and layouts; activations are passed per call.
+ */
+import * as ref from './reference.ts';
+
+export type BackendName = 'js' | 'wasm' | 'native';
+
+/** A weight matrix W [rows = outputs, cols = inputs] owned by one backend. */
+export interface Linear {
+  readonly rows: number;
+  readonly cols: number;
+  /** True when an input-major copy for `sparseGemv` was made. */
+  readonly sparse: boolean;
+  /** Bytes the backend holds for this weight (all layouts together). */
+  readonly bytes: number;
+}
+
+export interface PrepareOptions {
+  /** Also keep the input-major copy Wᵀ that `sparseGemv` reads (doubles the memory). */
+  sparse?: boolean;
+}
+
+export interface Backend {
+  readonly name: BackendName;
+  /** One line for `info`/`bench`, e.g. "native (OpenBLAS, 2 threads)". */
+  readonly description: string;
+  /** Takes W [rows, cols] row-major (PyTorch [out, in]); `w` may be kept or copied. */
+  prepare(w: Float32Array, rows: number, cols: number, opts?: PrepareOptions): Linear;
+  /** y[rows] = W · x[cols] */
+  gemv(y: Float32Array, w: Linear, x: Float32Array): void;
+  /** Y[T, rows] = X[T, cols] · Wᵀ */
+  gemm(y: Float32Array, w: Linear, x: Float32Array, tokens: number): void;
+  /**
+   * y = W · x reading only the weight rows of Wᵀ whose input is non-zero (x is already
+   * thresholded). Needs `prepare(…, {sparse: true})`. Returns the count of non-zeros.
+   */
+  sparseGemv(y: Float32Array, w: Linear, x: Float32Array): number;
+  /** Frees what `prepare` allocated; the Linear must not be used afterwards. */
+  release(w: Linear): void;
+}
+
+interface JsLinear extends Linear {
+  readonly w: Float32Array;
+  readonly wt: Float32Array | null;
+}
+
+/** The reference backend: plain TypeScript, always available. */
+export const jsBackend: Backend = {
+  name: 'js',
+  description: 'js (TypeScript reference kernels, 1 thread)',
+  prepare(w, rows, cols, opts = {}) {
+    if (w.length !== rows * cols) throw new Error(`prepare: ${w.length} values != ${rows}×${cols}`);
+    let wt: Float32Array | null = null;
+    if (opts.sparse) {
+      wt = new Float32Array(rows * cols);
+      ref.transpose(wt, w, rows, cols);
+    }
+    const l: JsLinear = { rows, cols, sparse: !!wt, bytes: 4 * w.length * (wt ? 2 : 1), w, wt };
+    return l;
+  },
+  gemv(y, l, x) {
+    const { w, rows, cols } = l as JsLinear;
+    ref.gemv(y, w, x, rows, cols);
+  },
+  gemm(y, l, x, tokens) {
+    const { w, rows, cols } = l as JsLinear;
+    ref.gemm(y, w, x, tokens, rows, cols);
+  },
+  sparseGemv(y, l, x) {
+    const { wt, rows, cols } = l as JsLinear;
+    if (!wt) throw new Error('sparseGemv: weight was prepared without {sparse: true}');
+    return ref.sparseGemv(y, wt, x, rows, cols);
+  },
+  release() {},
+};
