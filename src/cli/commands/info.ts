@@ -1,0 +1,70 @@
+import { statSync } from 'node:fs';
+import { openCheckpoint } from '../../io/open.ts';
+import { detectArchitecture } from '../../models/load.ts';
+import { rwkv4Config } from '../../models/rwkv4.ts';
+import { numel } from '../../tensor/tensor.ts';
+import { backendNotices, selectBackend } from '../../tensor/select.ts';
+import { modelOptions, parse, positionals, str } from '../args.ts';
+import { formatBytes } from '../common.ts';
+import type { Command } from '../io.ts';
+
+const usage = 'actsparse info <model> [--tensors] [--backend js|wasm|native]';
+
+export const info: Command = {
+  name: 'info',
+  summary: 'format, architecture, dimensions, dtype, parameters and memory of a checkpoint',
+  usage,
+  run(args, io) {
+    const p = parse('info', args, { ...modelOptions, tensors: { type: 'boolean' } }, usage);
+    const [path] = positionals(p, 1, usage);
+    const ckpt = openCheckpoint(path);
+    try {
+      const arch = detectArchitecture(ckpt);
+      let params = 0;
+      const dtypes = new Map<string, number>();
+      for (const t of ckpt.tensors.values()) {
+        const n = numel(t.shape);
+        params += n;
+        dtypes.set(t.dtype, (dtypes.get(t.dtype) ?? 0) + n);
+      }
+      const rows: [string, string][] = [
+        ['file', path],
+        ['format', ckpt.format],
+        ['size on disk', formatBytes(statSync(path).isDirectory() ? 0 : statSync(path).size)],
+        ['architecture', arch],
+      ];
+      if (arch === 'rwkv4') {
+        const c = rwkv4Config(ckpt);
+        rows.push(
+          ['layers', String(c.nLayer)],
+          ['n_embd', String(c.nEmbd)],
+          ['ffn width', String(c.nFfn)],
+          ['vocabulary', String(c.nVocab)],
+          ['threshold sites', `${7 * c.nLayer} (7 per block)`],
+        );
+      }
+      const mix = [...dtypes].sort((a, b) => b[1] - a[1]).map(([d, n]) => `${d} ${((100 * n) / params).toFixed(1)}%`);
+      const backend = selectBackend(str(p, 'backend'));
+      rows.push(
+        ['tensors', String(ckpt.tensors.size)],
+        ['dtype', mix.join(', ')],
+        ['parameters', `${params.toLocaleString('en-US')} (${(params / 1e6).toFixed(2)} M)`],
+        ['memory, fp32 weights', formatBytes(params * 4)],
+        // Step mode's zero-skipping kernel reads an input-major copy of each block weight.
+        ['memory with sparse copies', `up to ${formatBytes(params * 8)}`],
+        ['backend', backend.description],
+      );
+      for (const n of backendNotices) rows.push(['notice', n]);
+      for (const [k, v] of Object.entries(ckpt.meta)) {
+        if (v !== undefined && typeof v !== 'object') rows.push([`meta.${k}`, String(v)]);
+      }
+      const w = Math.max(...rows.map((r) => r[0].length));
+      io.out(`${rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')}\n`);
+      if (p.values.tensors) {
+        for (const t of ckpt.tensors.values()) io.out(`  ${t.name}  [${t.shape.join(', ')}]  ${t.dtype}\n`);
+      }
+    } finally {
+      ckpt.close();
+    }
+  },
+};

@@ -1,0 +1,62 @@
+/** Opening a model the way every command does: checkpoint, backend, tokenizer. */
+import { readFileSync } from 'node:fs';
+import { UserError } from '../errors.ts';
+import type { Checkpoint } from '../io/checkpoint.ts';
+import { openCheckpoint } from '../io/open.ts';
+import { decodeUtf8Strict, type Tokenizer, tokenizerForModel } from '../io/tokenizer.ts';
+import { loadModel } from '../models/load.ts';
+import type { LanguageModel } from '../models/model.ts';
+import { selectBackend } from '../tensor/select.ts';
+import { type Parsed, str } from './args.ts';
+
+export interface Loaded {
+  ckpt: Checkpoint;
+  model: LanguageModel;
+  tokenizer: Tokenizer;
+}
+
+export function openModel(path: string, p: Parsed, opts: { sparse?: boolean } = {}): Loaded {
+  const backend = selectBackend(str(p, 'backend'));
+  const ckpt = openCheckpoint(path);
+  try {
+    const model = loadModel(ckpt, backend, opts);
+    const tokenizer = tokenizerForModel({ modelPath: path, vocabSize: model.nVocab, explicit: str(p, 'tokenizer') });
+    return { ckpt, model, tokenizer };
+  } catch (e) {
+    ckpt.close();
+    throw e;
+  }
+}
+
+/** Reads a UTF-8 text file; a wrong encoding is an error that names the byte. */
+export function readText(path: string): string {
+  let buf: Buffer;
+  try {
+    buf = readFileSync(path);
+  } catch (e) {
+    throw new UserError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? e})`, 'Check the path.');
+  }
+  return decodeUtf8Strict(buf, path);
+}
+
+/** "1,2,3" → [1, 2, 3], each checked against the vocabulary. */
+export function parseTokenList(s: string, vocab: number): number[] {
+  const ids = s.split(',').map((t) => t.trim());
+  return ids.map((t, i) => {
+    const v = Number(t);
+    if (t === '' || !Number.isInteger(v) || v < 0 || v >= vocab) {
+      throw new UserError(`--tokens: item ${i + 1} ("${t}") is not a token id in 0..${vocab - 1}`);
+    }
+    return v;
+  });
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}

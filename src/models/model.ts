@@ -1,0 +1,69 @@
+/**
+ * What every architecture offers the rest of actsparse: sequence and step forwards,
+ * a cloneable state, and named threshold sites before its linear layers.
+ */
+import type { Backend } from '../tensor/backend.ts';
+
+/** One threshold site of a block: the input of one linear layer [cols → rows]. */
+export interface SiteSpec {
+  /** Site id as METHOD.md names it, e.g. `att.key`. */
+  readonly id: string;
+  /** Inputs of the linear layer it feeds (the thresholded width). */
+  readonly cols: number;
+  /** Outputs of that layer: each non-zero input costs `rows` multiply-accumulates. */
+  readonly rows: number;
+}
+
+/**
+ * The sites of a model: the same list in every block, in search order. Global site
+ * index = block · perBlock.length + position in `perBlock`.
+ */
+export interface SiteTable {
+  /** `gt` keeps |x| > λ (RWKV), `ge` keeps |x| ≥ λ (the authors' OPT code). */
+  readonly comparison: 'gt' | 'ge';
+  readonly perBlock: readonly SiteSpec[];
+  readonly nBlocks: number;
+}
+
+/**
+ * Receives the input of a site after its threshold (exactly what the linear layer
+ * sees): `x` is [tokens, cols] and is only valid during the call.
+ */
+export type SiteObserver = (site: number, x: Float32Array, tokens: number) => void;
+
+export interface ModelState {
+  clone(): ModelState;
+}
+
+export interface LanguageModel<S extends ModelState = ModelState> {
+  readonly arch: string;
+  readonly nVocab: number;
+  readonly nEmbd: number;
+  readonly nLayer: number;
+  readonly backend: Backend;
+  readonly sites: SiteTable;
+  /** λ per global site; 0 means pass-through. Use `setThresholds` to change. */
+  readonly thresholds: Float32Array;
+  observer: SiteObserver | null;
+  setThresholds(lambda: ArrayLike<number>): void;
+  newState(): S;
+  /**
+   * Runs tokens through the model from `state` (advanced in place) with one matrix
+   * product per linear layer. Returns logits [T, vocab] (or the last row only).
+   */
+  forward(tokens: ArrayLike<number>, state: S, opts?: { logits?: 'all' | 'last' }): Float32Array;
+  /** One token in RNN form; returns the logits (a view valid until the next call). */
+  step(token: number, state: S): Float32Array;
+  /** Parameter count and the bytes held by the backend, for `info`. */
+  readonly stats: { parameters: number; weightBytes: number };
+}
+
+/** Applies a threshold in place: zero every value whose magnitude does not pass λ. */
+export function applyThreshold(x: Float32Array, lambda: number, comparison: 'gt' | 'ge', n = x.length): void {
+  if (lambda <= 0) return; // λ = 0 is the identity (exact zeros stay zeros)
+  if (comparison === 'gt') {
+    for (let i = 0; i < n; i++) if (!(Math.abs(x[i]) > lambda)) x[i] = 0;
+  } else {
+    for (let i = 0; i < n; i++) if (!(Math.abs(x[i]) >= lambda)) x[i] = 0;
+  }
+}

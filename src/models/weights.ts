@@ -1,0 +1,55 @@
+/**
+ * Reading a model's tensors from a checkpoint with the checks every architecture
+ * needs: present, the expected shape, finite values.
+ */
+import { FormatError } from '../errors.ts';
+import type { Checkpoint } from '../io/checkpoint.ts';
+import { numel, shapeString } from '../tensor/tensor.ts';
+
+/**
+ * Reads `name` and checks its shape. A vector may be stored as [C] or with leading
+ * ones ([1, 1, C] as BlinkDL saves time_mix); both are accepted for `[C]`.
+ */
+export function readWeight(ckpt: Checkpoint, name: string, shape: readonly number[]): Float32Array {
+  const entry = ckpt.tensors.get(name);
+  if (!entry) {
+    throw new FormatError(
+      ckpt.path,
+      `tensor "${name}" is missing (expected shape ${shapeString(shape)})`,
+      'Is this a complete checkpoint of the architecture it looks like? Run `actsparse info` to list its tensors.',
+    );
+  }
+  const squeeze = (s: readonly number[]) => s.filter((d, i) => d !== 1 || i === s.length - 1);
+  const same =
+    entry.shape.length === shape.length
+      ? entry.shape.every((d, i) => d === shape[i])
+      : shapeString(squeeze(entry.shape)) === shapeString(squeeze(shape));
+  if (!same) {
+    throw new FormatError(
+      ckpt.path,
+      `tensor "${name}" has shape ${shapeString(entry.shape)}, expected ${shapeString(shape)}`,
+      'The checkpoint does not match the architecture inferred from its other tensors.',
+    );
+  }
+  const data = ckpt.read(name).data;
+  if (data.length !== numel(shape)) {
+    throw new FormatError(ckpt.path, `tensor "${name}" holds ${data.length} values, expected ${numel(shape)}`);
+  }
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i])) {
+      throw new FormatError(
+        ckpt.path,
+        `tensor "${name}" contains ${data[i]} at index ${i}`,
+        'A checkpoint with NaN or Inf weights gives meaningless outputs; use an intact copy.',
+      );
+    }
+  }
+  return data;
+}
+
+/** Shape of a tensor, or a clear error when it is absent. */
+export function shapeOf(ckpt: Checkpoint, name: string, what: string): readonly number[] {
+  const e = ckpt.tensors.get(name);
+  if (!e) throw new FormatError(ckpt.path, `tensor "${name}" is missing (needed for ${what})`);
+  return e.shape;
+}
