@@ -34,13 +34,16 @@ function stepAll(model: Rwkv4, tokens: number[]): Float32Array {
   const V = model.nVocab;
   const out = new Float32Array(tokens.length * V);
   const s = model.newState();
-  tokens.forEach((t, i) => out.set(model.step(t, s), i * V));
+  tokens.forEach((t, i) => {
+    out.set(model.step(t, s), i * V);
+  });
   return out;
 }
 
 function meanNll(logits: Float32Array, tokens: number[], V: number): number {
   let sum = 0;
-  for (let t = 0; t + 1 < tokens.length; t++) sum -= logSoftmax(logits.subarray(t * V, (t + 1) * V))[tokens[t + 1]];
+  for (let t = 0; t + 1 < tokens.length; t++)
+    sum -= logSoftmax(logits.subarray(t * V, (t + 1) * V))[tokens[t + 1]];
   return sum / (tokens.length - 1);
 }
 
@@ -74,7 +77,9 @@ describe('RWKV-4 tiny (rwkv.cpp files) against expected-logits-4v0-660K.bin', ()
           let sum = 0;
           for (let i = 0; i < 256; i++) sum += got[i] - expected[i];
           const { maxAbs } = maxAbsDiff(got, expected);
-          console.log(`  ${fmt} ${label}: difference sum ${sum.toFixed(6)} (rwkv.cpp's bound ${sumTol}), max abs ${maxAbs.toFixed(4)}`);
+          console.log(
+            `  ${fmt} ${label}: difference sum ${sum.toFixed(6)} (rwkv.cpp's bound ${sumTol}), max abs ${maxAbs.toFixed(4)}`,
+          );
           assert.ok(Math.abs(sum) <= 1.05 * sumTol, `${fmt} ${label}: difference sum ${sum}`);
           const argmax = (a: Float32Array) => a.indexOf(Math.max(...a));
           assert.equal(argmax(got), argmax(expected), `${fmt} ${label}: argmax`);
@@ -87,22 +92,30 @@ describe('RWKV-4 tiny (rwkv.cpp files) against expected-logits-4v0-660K.bin', ()
 describe('RWKV-4 tiny FP32 against the 70-token float64 reference', () => {
   const refJson = 'models/reference/tiny-rwkv-prompt70-reference.json';
   const refLogits = 'models/reference/tiny-rwkv-4v0-660K-FP32.prompt70.logits.f32';
-  test('every position, step and sequence mode; mean NLL', needsShared(refJson, refLogits, tiny('FP32')), () => {
-    const ref = JSON.parse(readFileSync(shared(refJson), 'utf8'));
-    const tokens: number[] = ref.tokens;
-    const expected = f32(shared(refLogits));
-    const model = load(shared(tiny('FP32')));
-    const seq = model.forward(tokens, model.newState());
-    const steps = stepAll(model, tokens);
-    const dSeq = assertClose(seq, expected, { atol: 1e-4, label: 'sequence' });
-    const dStep = assertClose(steps, expected, { atol: 1e-4, label: 'step' });
-    const entry = ref.models.find((m: { model: string }) => m.model === 'tiny-rwkv-4v0-660K-FP32.bin');
-    const nll = meanNll(seq, tokens, 256);
-    console.log(`  prompt70: max abs diff sequence ${dSeq.toExponential(2)}, step ${dStep.toExponential(2)}; mean NLL ${nll}`);
-    assert.ok(entry, 'the reference JSON lists the 4v0 FP32 model');
-    const refNll: number = entry.mean_nll_nats;
-    assert.ok(Math.abs(nll - refNll) <= 1e-4, `mean NLL ${nll} vs reference ${refNll}`);
-  });
+  test(
+    'every position, step and sequence mode; mean NLL',
+    needsShared(refJson, refLogits, tiny('FP32')),
+    () => {
+      const ref = JSON.parse(readFileSync(shared(refJson), 'utf8'));
+      const tokens: number[] = ref.tokens;
+      const expected = f32(shared(refLogits));
+      const model = load(shared(tiny('FP32')));
+      const seq = model.forward(tokens, model.newState());
+      const steps = stepAll(model, tokens);
+      const dSeq = assertClose(seq, expected, { atol: 1e-4, label: 'sequence' });
+      const dStep = assertClose(steps, expected, { atol: 1e-4, label: 'step' });
+      const entry = ref.models.find(
+        (m: { model: string }) => m.model === 'tiny-rwkv-4v0-660K-FP32.bin',
+      );
+      const nll = meanNll(seq, tokens, 256);
+      console.log(
+        `  prompt70: max abs diff sequence ${dSeq.toExponential(2)}, step ${dStep.toExponential(2)}; mean NLL ${nll}`,
+      );
+      assert.ok(entry, 'the reference JSON lists the 4v0 FP32 model');
+      const refNll: number = entry.mean_nll_nats;
+      assert.ok(Math.abs(nll - refNll) <= 1e-4, `mean NLL ${nll} vs reference ${refNll}`);
+    },
+  );
 });
 
 describe('RWKV-4 trained on Brown (BlinkDL .pth, bf16) against BlinkDL’s own code', () => {
@@ -132,7 +145,10 @@ describe('sequence mode equals step mode', () => {
   };
 
   test('random model with realistic FFN magnitudes, across calls that carry state', () => {
-    const model = Rwkv4.load(memoryCheckpoint(randomRwkv4({ nLayer: 3, nEmbd: 64, nVocab: 97, seed: 7 })), jsBackend);
+    const model = Rwkv4.load(
+      memoryCheckpoint(randomRwkv4({ nLayer: 3, nEmbd: 64, nVocab: 97, seed: 7 })),
+      jsBackend,
+    );
     const tokens = Array.from({ length: 40 }, (_, i) => (i * 37 + 11) % 97);
     const steps = stepAll(model, tokens);
     // Two sequence calls: 25 tokens, then 15 continuing from the carried state.
@@ -164,7 +180,10 @@ describe('sequence mode equals step mode', () => {
   });
 
   test('state clone continues identically', () => {
-    const model = Rwkv4.load(memoryCheckpoint(randomRwkv4({ nLayer: 2, nEmbd: 32, nVocab: 50, seed: 3 })), jsBackend);
+    const model = Rwkv4.load(
+      memoryCheckpoint(randomRwkv4({ nLayer: 2, nEmbd: 32, nVocab: 50, seed: 3 })),
+      jsBackend,
+    );
     const s = model.newState();
     model.forward([1, 2, 3, 4], s);
     const c = s.clone();

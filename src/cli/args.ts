@@ -11,10 +11,18 @@ export interface Parsed {
 
 export function parse(command: string, args: string[], options: Options, usage: string): Parsed {
   try {
-    const { values, positionals } = parseArgs({ args, options, allowPositionals: true, strict: true });
+    const { values, positionals } = parseArgs({
+      args,
+      options,
+      allowPositionals: true,
+      strict: true,
+    });
     return { values: values as Parsed['values'], positionals };
   } catch (e) {
-    throw new UserError(`${command}: ${(e as Error).message.replace(/\. To specify.*$/s, '')}`, `Usage: ${usage}`);
+    throw new UserError(
+      `${command}: ${(e as Error).message.replace(/\. To specify.*$/s, '')}`,
+      `Usage: ${usage}`,
+    );
   }
 }
 
@@ -28,8 +36,15 @@ export function num(
   const raw = p.values[name];
   if (raw === undefined) return def;
   const v = Number(raw);
-  if (typeof raw !== 'string' || raw.trim() === '' || !Number.isFinite(v) || (integer && !Number.isInteger(v))) {
-    throw new UserError(`--${name} ${String(raw)}: expected ${integer ? 'an integer' : 'a number'}`);
+  if (
+    typeof raw !== 'string' ||
+    raw.trim() === '' ||
+    !Number.isFinite(v) ||
+    (integer && !Number.isInteger(v))
+  ) {
+    throw new UserError(
+      `--${name} ${String(raw)}: expected ${integer ? 'an integer' : 'a number'}`,
+    );
   }
   if (v < min || v > max) throw new UserError(`--${name} ${v}: must be between ${min} and ${max}`);
   return v;

@@ -20,7 +20,11 @@ export function openModel(path: string, p: Parsed, opts: { sparse?: boolean } = 
   const ckpt = openCheckpoint(path);
   try {
     const model = loadModel(ckpt, backend, opts);
-    const tokenizer = tokenizerForModel({ modelPath: path, vocabSize: model.nVocab, explicit: str(p, 'tokenizer') });
+    const tokenizer = tokenizerForModel({
+      modelPath: path,
+      vocabSize: model.nVocab,
+      explicit: str(p, 'tokenizer'),
+    });
     return { ckpt, model, tokenizer };
   } catch (e) {
     ckpt.close();
@@ -34,7 +38,10 @@ export function readText(path: string): string {
   try {
     buf = readFileSync(path);
   } catch (e) {
-    throw new UserError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? e})`, 'Check the path.');
+    throw new UserError(
+      `${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? e})`,
+      'Check the path.',
+    );
   }
   return decodeUtf8Strict(buf, path);
 }

@@ -51,7 +51,9 @@ async function main(argv: string[]): Promise<number> {
       io.err(`actsparse ${name}: ${e.message}\n${e.hint ? `hint: ${e.hint}\n` : ''}`);
       return 2;
     }
-    io.err(`actsparse ${name}: internal error (a bug; please report it):\n${(e as Error).stack ?? e}\n`);
+    io.err(
+      `actsparse ${name}: internal error (a bug; please report it):\n${(e as Error).stack ?? e}\n`,
+    );
     return 1;
   }
 }

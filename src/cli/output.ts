@@ -11,6 +11,9 @@ export function writeFileAtomic(path: string, data: string | Uint8Array): void {
     writeFileSync(tmp, data);
     renameSync(tmp, path);
   } catch (e) {
-    throw new UserError(`cannot write ${path} (${(e as NodeJS.ErrnoException).code ?? e})`, 'Check the directory and permissions.');
+    throw new UserError(
+      `cannot write ${path} (${(e as NodeJS.ErrnoException).code ?? e})`,
+      'Check the directory and permissions.',
+    );
   }
 }

@@ -12,7 +12,10 @@ export function readDocuments(path: string): string[] {
   try {
     buf = readFileSync(path);
   } catch (e) {
-    throw new UserError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? e})`, 'Check the path.');
+    throw new UserError(
+      `${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? e})`,
+      'Check the path.',
+    );
   }
   const text = decodeUtf8Strict(buf, path);
   if (!/\.jsonl?$/i.test(path)) return [text];
@@ -23,11 +26,17 @@ export function readDocuments(path: string): string[] {
     try {
       row = JSON.parse(line);
     } catch (e) {
-      throw new UserError(`${path}:${i + 1}: not valid JSON (${(e as Error).message})`, 'Each line must be one JSON object.');
+      throw new UserError(
+        `${path}:${i + 1}: not valid JSON (${(e as Error).message})`,
+        'Each line must be one JSON object.',
+      );
     }
     const t = (row as { text?: unknown } | null)?.text;
     if (typeof t !== 'string') {
-      throw new UserError(`${path}:${i + 1}: no string field "text"`, 'Each line must look like {"text": "…"}.');
+      throw new UserError(
+        `${path}:${i + 1}: no string field "text"`,
+        'Each line must look like {"text": "…"}.',
+      );
     }
     docs.push(t);
   });

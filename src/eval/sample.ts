@@ -5,7 +5,11 @@ export interface SampleOptions {
   topP: number;
 }
 
-export function sample(logits: Float32Array, { temperature, topP }: SampleOptions, random: () => number): number {
+export function sample(
+  logits: Float32Array,
+  { temperature, topP }: SampleOptions,
+  random: () => number,
+): number {
   let best = 0;
   for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
   if (temperature <= 0) return best;

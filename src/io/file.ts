@@ -28,8 +28,16 @@ export class FileSource {
 
   /** Reads exactly `length` bytes at `offset`; a range past the end is a FormatError. */
   read(offset: number, length: number, what = 'data'): Buffer {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
-      throw new FormatError(this.path, `${what}: invalid range (offset ${offset}, ${length} bytes)`);
+    if (
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(length) ||
+      offset < 0 ||
+      length < 0
+    ) {
+      throw new FormatError(
+        this.path,
+        `${what}: invalid range (offset ${offset}, ${length} bytes)`,
+      );
     }
     if (offset + length > this.size) {
       throw new FormatError(
@@ -38,7 +46,10 @@ export class FileSource {
       );
     }
     if (length > 0x7fffffff) {
-      throw new FormatError(this.path, `${what}: one read of ${length} bytes is more than Node allows`);
+      throw new FormatError(
+        this.path,
+        `${what}: one read of ${length} bytes is more than Node allows`,
+      );
     }
     const buf = Buffer.allocUnsafe(length);
     let done = 0;

@@ -16,9 +16,16 @@ export function memoryCheckpoint(tensors: readonly NamedTensor[], label = '<memo
   const byName = new Map<string, NamedTensor>();
   const entries = new Map<string, TensorEntry>();
   for (const t of tensors) {
-    if (numel(t.shape) !== t.data.length) throw new Error(`${t.name}: ${t.data.length} values for shape [${t.shape}]`);
+    if (numel(t.shape) !== t.data.length)
+      throw new Error(`${t.name}: ${t.data.length} values for shape [${t.shape}]`);
     byName.set(t.name, t);
-    entries.set(t.name, { name: t.name, fileName: t.name, shape: t.shape, dtype: 'f32', byteLength: t.data.byteLength });
+    entries.set(t.name, {
+      name: t.name,
+      fileName: t.name,
+      shape: t.shape,
+      dtype: 'f32',
+      byteLength: t.data.byteLength,
+    });
   }
   return {
     path: label,

@@ -33,7 +33,9 @@ export function openCheckpoint(path: string): Checkpoint {
     const pth = names.filter((n) => n.endsWith('.pth') || n.endsWith('.bin'));
     throw new UserError(
       `${path} is a directory without safetensors files`,
-      pth.length ? `Name the checkpoint file itself, e.g. ${join(path, pth[0])}.` : 'Name a checkpoint file.',
+      pth.length
+        ? `Name the checkpoint file itself, e.g. ${join(path, pth[0])}.`
+        : 'Name a checkpoint file.',
     );
   }
   if (path.endsWith('.index.json')) return openSafetensors(path);

@@ -14,14 +14,19 @@ export function detectArchitecture(ckpt: Checkpoint): Architecture {
   const has = (n: string) => ckpt.tensors.has(n);
   if (has('model.decoder.embed_tokens.weight')) return 'opt';
   if (!has('emb.weight') && !has('blocks.0.ln1.weight')) return 'unknown';
-  if (has('blocks.0.att.x_rwkvag') || has('blocks.0.att.x_r') || has('blocks.0.att.a0')) return 'rwkv7';
+  if (has('blocks.0.att.x_rwkvag') || has('blocks.0.att.x_r') || has('blocks.0.att.a0'))
+    return 'rwkv7';
   if (has('blocks.0.att.time_maa_x') || has('blocks.0.att.time_maa_w1')) return 'rwkv6';
   if (has('blocks.0.att.ln_x.weight')) return 'rwkv5';
   if (has('blocks.0.att.time_first') && has('blocks.0.att.key.weight')) return 'rwkv4';
   return 'unknown';
 }
 
-export function loadModel(ckpt: Checkpoint, backend: Backend, opts: { sparse?: boolean } = {}): LanguageModel {
+export function loadModel(
+  ckpt: Checkpoint,
+  backend: Backend,
+  opts: { sparse?: boolean } = {},
+): LanguageModel {
   const arch = detectArchitecture(ckpt);
   switch (arch) {
     case 'rwkv4':

@@ -59,7 +59,12 @@ export interface LanguageModel<S extends ModelState = ModelState> {
 }
 
 /** Applies a threshold in place: zero every value whose magnitude does not pass λ. */
-export function applyThreshold(x: Float32Array, lambda: number, comparison: 'gt' | 'ge', n = x.length): void {
+export function applyThreshold(
+  x: Float32Array,
+  lambda: number,
+  comparison: 'gt' | 'ge',
+  n = x.length,
+): void {
   if (lambda <= 0) return; // λ = 0 is the identity (exact zeros stay zeros)
   if (comparison === 'gt') {
     for (let i = 0; i < n; i++) if (!(Math.abs(x[i]) > lambda)) x[i] = 0;

@@ -20,10 +20,18 @@ export function randomRwkv4(shape: RandomRwkv4Shape): NamedTensor[] {
   const u = rng(seed);
   // Gaussian by Box–Muller.
   const gauss = () => Math.sqrt(-2 * Math.log(u() + 1e-12)) * Math.cos(2 * Math.PI * u());
-  const fill = (n: number, g: (i: number) => number) => Float32Array.from({ length: n }, (_, i) => g(i));
+  const fill = (n: number, g: (i: number) => number) =>
+    Float32Array.from({ length: n }, (_, i) => g(i));
   const out: NamedTensor[] = [];
   const add = (name: string, s: number[], g: (i: number) => number) =>
-    out.push({ name, shape: s, data: fill(s.reduce((a, b) => a * b, 1), g) });
+    out.push({
+      name,
+      shape: s,
+      data: fill(
+        s.reduce((a, b) => a * b, 1),
+        g,
+      ),
+    });
   // A linear layer [rows, cols] with std `gain/√cols` keeps unit-scale inputs unit-scale.
   const lin = (name: string, rows: number, cols: number, gain = 1) =>
     add(name, [rows, cols], () => (gain * gauss()) / Math.sqrt(cols));
@@ -42,7 +50,8 @@ export function randomRwkv4(shape: RandomRwkv4Shape): NamedTensor[] {
     // Decay rates spread over channels as in trained models: w from about −5 to 3.
     add(`${p}.att.time_decay`, [d], (i) => -5 + (8 * i) / Math.max(1, d - 1) + 0.3 * gauss());
     add(`${p}.att.time_first`, [d], () => Math.log(0.3) + 0.5 * gauss());
-    for (const m of ['time_mix_k', 'time_mix_v', 'time_mix_r']) add(`${p}.att.${m}`, [1, 1, d], () => u());
+    for (const m of ['time_mix_k', 'time_mix_v', 'time_mix_r'])
+      add(`${p}.att.${m}`, [1, 1, d], () => u());
     lin(`${p}.att.key.weight`, d, d);
     lin(`${p}.att.value.weight`, d, d);
     lin(`${p}.att.receptance.weight`, d, d);

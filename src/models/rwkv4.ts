@@ -10,7 +10,13 @@ import { FormatError } from '../errors.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import type { Backend, Linear } from '../tensor/backend.ts';
 import { layerNorm, reluSquare, sigmoid, timeShiftMix } from '../tensor/reference.ts';
-import { applyThreshold, type LanguageModel, type ModelState, type SiteObserver, type SiteTable } from './model.ts';
+import {
+  applyThreshold,
+  type LanguageModel,
+  type ModelState,
+  type SiteObserver,
+  type SiteTable,
+} from './model.ts';
 import { readWeight, shapeOf } from './weights.ts';
 
 // ---------------------------------------------------------------- Config
@@ -41,7 +47,8 @@ export function rwkv4Config(ckpt: Checkpoint): Rwkv4Config {
   const [nVocab, nEmbd] = shapeOf(ckpt, 'emb.weight', 'the embedding');
   let nLayer = 0;
   while (ckpt.tensors.has(`blocks.${nLayer}.ln1.weight`)) nLayer++;
-  if (nLayer === 0) throw new FormatError(ckpt.path, 'no blocks.0.ln1.weight: not an RWKV checkpoint');
+  if (nLayer === 0)
+    throw new FormatError(ckpt.path, 'no blocks.0.ln1.weight: not an RWKV checkpoint');
   const nFfn = shapeOf(ckpt, 'blocks.0.ffn.key.weight', 'the channel-mix width')[0];
   return { nLayer, nEmbd, nVocab, nFfn };
 }
@@ -152,7 +159,15 @@ export class Rwkv4 implements LanguageModel<Rwkv4State> {
     this.thresholds = new Float32Array(nLayer * RWKV4_SITES.length);
     let weightBytes = emb.byteLength + head.bytes;
     for (const b of blocks) {
-      for (const l of [b.att.key, b.att.value, b.att.receptance, b.att.output, b.ffn.key, b.ffn.receptance, b.ffn.value])
+      for (const l of [
+        b.att.key,
+        b.att.value,
+        b.att.receptance,
+        b.att.output,
+        b.ffn.key,
+        b.ffn.receptance,
+        b.ffn.value,
+      ])
         weightBytes += l.bytes;
     }
     this.stats = { parameters, weightBytes };
@@ -224,7 +239,8 @@ export class Rwkv4 implements LanguageModel<Rwkv4State> {
     }
     for (let i = 0; i < lambda.length; i++) {
       const v = lambda[i];
-      if (!(v >= 0) || !Number.isFinite(v)) throw new Error(`setThresholds: λ[${i}] = ${v} is not a finite value ≥ 0`);
+      if (!(v >= 0) || !Number.isFinite(v))
+        throw new Error(`setThresholds: λ[${i}] = ${v} is not a finite value ≥ 0`);
       this.thresholds[i] = v;
     }
   }
@@ -238,7 +254,11 @@ export class Rwkv4 implements LanguageModel<Rwkv4State> {
 
   // ---------------------------------------------------------- sequence mode
 
-  forward(tokens: ArrayLike<number>, state: Rwkv4State, opts: { logits?: 'all' | 'last' } = {}): Float32Array {
+  forward(
+    tokens: ArrayLike<number>,
+    state: Rwkv4State,
+    opts: { logits?: 'all' | 'last' } = {},
+  ): Float32Array {
     const T = tokens.length;
     if (T === 0) return new Float32Array(0);
     const x = this.embed(tokens);
@@ -254,7 +274,9 @@ export class Rwkv4 implements LanguageModel<Rwkv4State> {
     for (let t = 0; t < tokens.length; t++) {
       const id = tokens[t];
       if (!Number.isInteger(id) || id < 0 || id >= this.nVocab) {
-        throw new RangeError(`token ${id} at position ${t} is outside the vocabulary (0..${this.nVocab - 1})`);
+        throw new RangeError(
+          `token ${id} at position ${t} is outside the vocabulary (0..${this.nVocab - 1})`,
+        );
       }
       x.set(this.emb.subarray(id * d, (id + 1) * d), t * d);
     }

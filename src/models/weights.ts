@@ -33,7 +33,10 @@ export function readWeight(ckpt: Checkpoint, name: string, shape: readonly numbe
   }
   const data = ckpt.read(name).data;
   if (data.length !== numel(shape)) {
-    throw new FormatError(ckpt.path, `tensor "${name}" holds ${data.length} values, expected ${numel(shape)}`);
+    throw new FormatError(
+      ckpt.path,
+      `tensor "${name}" holds ${data.length} values, expected ${numel(shape)}`,
+    );
   }
   for (let i = 0; i < data.length; i++) {
     if (!Number.isFinite(data[i])) {

@@ -5,7 +5,13 @@
  */
 
 /** y[rows] = W[rows, cols] · x[cols] */
-export function gemv(y: Float32Array, w: Float32Array, x: Float32Array, rows: number, cols: number): void {
+export function gemv(
+  y: Float32Array,
+  w: Float32Array,
+  x: Float32Array,
+  rows: number,
+  cols: number,
+): void {
   for (let r = 0; r < rows; r++) {
     const off = r * cols;
     // Four partial sums: shorter dependency chains, and the order the fast kernels use.
@@ -70,7 +76,13 @@ export function gemm(
  * copy Wᵀ [cols, rows]: each non-zero x[c] adds x[c]·wt[c, :] to y. Returns the number
  * of non-zero inputs (the events an event-driven chip would process).
  */
-export function sparseGemv(y: Float32Array, wt: Float32Array, x: Float32Array, rows: number, cols: number): number {
+export function sparseGemv(
+  y: Float32Array,
+  wt: Float32Array,
+  x: Float32Array,
+  rows: number,
+  cols: number,
+): number {
   y.fill(0, 0, rows);
   let active = 0;
   for (let c = 0; c < cols; c++) {

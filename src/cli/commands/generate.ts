@@ -28,7 +28,8 @@ export const generate: Command = {
     );
     const [path] = positionals(p, 1, usage);
     const prompt = str(p, 'prompt');
-    if (prompt === undefined) throw new UserError('generate: --prompt is required', `Usage: ${usage}`);
+    if (prompt === undefined)
+      throw new UserError('generate: --prompt is required', `Usage: ${usage}`);
     const nTokens = num(p, 'tokens', 100, { min: 1, max: 1e6, integer: true });
     const temperature = num(p, 'temperature', 1, { min: 0, max: 100 });
     const topP = num(p, 'top-p', 0.85, { min: 0, max: 1 });

@@ -1,8 +1,9 @@
 import type { Command } from '../io.ts';
+import { convert } from './convert.ts';
 import { generate } from './generate.ts';
 import { info } from './info.ts';
 import { logits } from './logits.ts';
 import { perplexity } from './perplexity.ts';
 
 /** Every command, in the order `actsparse --help` lists them. */
-export const commands: readonly Command[] = [info, generate, logits, perplexity];
+export const commands: readonly Command[] = [info, generate, logits, perplexity, convert];

@@ -2,8 +2,8 @@ import { statSync } from 'node:fs';
 import { openCheckpoint } from '../../io/open.ts';
 import { detectArchitecture } from '../../models/load.ts';
 import { rwkv4Config } from '../../models/rwkv4.ts';
-import { numel } from '../../tensor/tensor.ts';
 import { backendNotices, selectBackend } from '../../tensor/select.ts';
+import { numel } from '../../tensor/tensor.ts';
 import { modelOptions, parse, positionals, str } from '../args.ts';
 import { formatBytes } from '../common.ts';
 import type { Command } from '../io.ts';
@@ -43,7 +43,9 @@ export const info: Command = {
           ['threshold sites', `${7 * c.nLayer} (7 per block)`],
         );
       }
-      const mix = [...dtypes].sort((a, b) => b[1] - a[1]).map(([d, n]) => `${d} ${((100 * n) / params).toFixed(1)}%`);
+      const mix = [...dtypes]
+        .sort((a, b) => b[1] - a[1])
+        .map(([d, n]) => `${d} ${((100 * n) / params).toFixed(1)}%`);
       const backend = selectBackend(str(p, 'backend'));
       rows.push(
         ['tensors', String(ckpt.tensors.size)],
@@ -61,7 +63,8 @@ export const info: Command = {
       const w = Math.max(...rows.map((r) => r[0].length));
       io.out(`${rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')}\n`);
       if (p.values.tensors) {
-        for (const t of ckpt.tensors.values()) io.out(`  ${t.name}  [${t.shape.join(', ')}]  ${t.dtype}\n`);
+        for (const t of ckpt.tensors.values())
+          io.out(`  ${t.name}  [${t.shape.join(', ')}]  ${t.dtype}\n`);
       }
     } finally {
       ckpt.close();

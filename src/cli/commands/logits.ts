@@ -4,7 +4,8 @@ import { openModel, parseTokenList } from '../common.ts';
 import type { Command } from '../io.ts';
 import { writeFileAtomic } from '../output.ts';
 
-const usage = 'actsparse logits <model> (--text S | --tokens 1,2,3) --out FILE [--mode sequence|step]';
+const usage =
+  'actsparse logits <model> (--text S | --tokens 1,2,3) --out FILE [--mode sequence|step]';
 
 export const logits: Command = {
   name: 'logits',
@@ -14,7 +15,13 @@ export const logits: Command = {
     const p = parse(
       'logits',
       args,
-      { ...modelOptions, text: { type: 'string' }, tokens: { type: 'string' }, out: { type: 'string' }, mode: { type: 'string' } },
+      {
+        ...modelOptions,
+        text: { type: 'string' },
+        tokens: { type: 'string' },
+        out: { type: 'string' },
+        mode: { type: 'string' },
+      },
       usage,
     );
     const [path] = positionals(p, 1, usage);
@@ -26,7 +33,8 @@ export const logits: Command = {
       throw new UserError('logits: give exactly one of --text or --tokens', `Usage: ${usage}`);
     }
     const mode = str(p, 'mode') ?? 'sequence';
-    if (mode !== 'sequence' && mode !== 'step') throw new UserError(`--mode ${mode}: expected sequence or step`);
+    if (mode !== 'sequence' && mode !== 'step')
+      throw new UserError(`--mode ${mode}: expected sequence or step`);
     const { model, tokenizer, ckpt } = openModel(path, p);
     ckpt.close();
     const ids = text !== undefined ? tokenizer.encode(text) : parseTokenList(list!, model.nVocab);
@@ -39,7 +47,9 @@ export const logits: Command = {
     if (mode === 'sequence') result = model.forward(ids, state);
     else {
       result = new Float32Array(ids.length * V);
-      ids.forEach((id, t) => result.set(model.step(id, state), t * V));
+      ids.forEach((id, t) => {
+        result.set(model.step(id, state), t * V);
+      });
     }
     writeFileAtomic(out, new Uint8Array(result.buffer, result.byteOffset, result.byteLength));
     io.err(`wrote ${out}: float32 [${ids.length}, ${V}] little-endian (${mode} mode)\n`);

@@ -25,7 +25,8 @@ export const perplexity: Command = {
     const { model, tokenizer, ckpt } = openModel(path, p);
     ckpt.close();
     const windows = cutWindows(tokenizeDocuments(docs, tokenizer), ctx + 1).slice(0, maxWindows);
-    if (windows.length === 0) throw new UserError(`${file}: too little text to score (fewer than 2 tokens)`);
+    if (windows.length === 0)
+      throw new UserError(`${file}: too little text to score (fewer than 2 tokens)`);
     const t0 = performance.now();
     const r = windowLoss(model, windows);
     const s = (performance.now() - t0) / 1000;
@@ -33,6 +34,8 @@ export const perplexity: Command = {
       `documents ${docs.length}, windows ${windows.length} of up to ${ctx + 1} tokens, ${r.tokens} predictions\n` +
         `mean NLL ${r.meanNll.toFixed(5)} nats/token, perplexity ${r.perplexity.toFixed(4)}\n`,
     );
-    io.err(`${s.toFixed(1)} s, ${(r.tokens / s).toFixed(0)} tokens/s (${model.backend.name} backend)\n`);
+    io.err(
+      `${s.toFixed(1)} s, ${(r.tokens / s).toFixed(0)} tokens/s (${model.backend.name} backend)\n`,
+    );
   },
 };
