@@ -57,6 +57,18 @@ export function floatToBf16(x: number): number {
   return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
+let halfTable: Float32Array | null = null;
+/** All 65536 half values as floats: decoding becomes one table lookup per value. */
+function halfLookup(): Float32Array {
+  if (!halfTable) {
+    halfTable = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) halfTable[h] = halfToFloat(h);
+  }
+  return halfTable;
+}
+
+const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 /** Decodes `count` little-endian values of a plain dtype from `buf` into float32. */
 export function decodeToFloat32(
   buf: Uint8Array,
@@ -64,20 +76,36 @@ export function decodeToFloat32(
   count: number,
 ): Float32Array {
   const out = new Float32Array(count);
+  const size = dtype === 'f64' ? 8 : dtype === 'f32' ? 4 : 2;
+  // Fast path: an aligned copy viewed as a typed array (every platform Node runs on
+  // in practice is little-endian; the DataView path below covers the others).
+  if (littleEndian) {
+    const bytes = buf.byteOffset % size === 0 ? buf : new Uint8Array(buf.subarray(0, count * size));
+    if (dtype === 'f32') {
+      out.set(new Float32Array(bytes.buffer, bytes.byteOffset, count));
+      return out;
+    }
+    if (dtype === 'f64') {
+      out.set(new Float64Array(bytes.buffer, bytes.byteOffset, count));
+      return out;
+    }
+    const u16 = new Uint16Array(bytes.buffer, bytes.byteOffset, count);
+    if (dtype === 'f16') {
+      const table = halfLookup();
+      for (let i = 0; i < count; i++) out[i] = table[u16[i]];
+    } else {
+      // bf16 is the top half of a float32.
+      const u32 = new Uint32Array(out.buffer);
+      for (let i = 0; i < count; i++) u32[i] = u16[i] << 16;
+    }
+    return out;
+  }
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  switch (dtype) {
-    case 'f32':
-      for (let i = 0; i < count; i++) out[i] = dv.getFloat32(i * 4, true);
-      break;
-    case 'f64':
-      for (let i = 0; i < count; i++) out[i] = dv.getFloat64(i * 8, true);
-      break;
-    case 'f16':
-      for (let i = 0; i < count; i++) out[i] = halfToFloat(dv.getUint16(i * 2, true));
-      break;
-    case 'bf16':
-      for (let i = 0; i < count; i++) out[i] = bf16ToFloat(dv.getUint16(i * 2, true));
-      break;
+  for (let i = 0; i < count; i++) {
+    if (dtype === 'f32') out[i] = dv.getFloat32(i * 4, true);
+    else if (dtype === 'f64') out[i] = dv.getFloat64(i * 8, true);
+    else if (dtype === 'f16') out[i] = halfToFloat(dv.getUint16(i * 2, true));
+    else out[i] = bf16ToFloat(dv.getUint16(i * 2, true));
   }
   return out;
 }
