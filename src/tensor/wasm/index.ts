@@ -1,0 +1,272 @@
+/**
+ * The WebAssembly SIMD128 backend: loads build/wasm/kernels.wasm (compiled from
+ * ./assembly/kernels.ts by scripts/build-wasm.mjs) and implements `Backend` with it.
+ * Weights are copied once into linear memory in the kernels' layouts; activations are
+ * copied into scratch space per call (small next to the weights each call reads).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Backend, Linear, PrepareOptions } from '../backend.ts';
+import { Heap, MAX_WASM_BYTES, type WasmMemory } from './heap.ts';
+import {
+  BLOCK,
+  packBlocks,
+  packTransposed,
+  SPARSE_GROUP,
+  transposedSize,
+  transposedStride,
+} from './layout.ts';
+
+/** The exports of kernels.wasm; pointers are byte offsets into `memory`. */
+interface Kernels {
+  memory: WasmMemory;
+  heapBase(): number;
+  gemv(y: number, w: number, x: number, blocks: number, cols: number): void;
+  gemm(y: number, w: number, x: number, tokens: number, blocks: number, cols: number): void;
+  sparseGemv(y: number, wt: number, x: number, idx: number, ld: number, cols: number): number;
+}
+
+/** The slice of the WebAssembly JS API used here (absent from the project's type libs). */
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
+}
+
+// Resolves to <project root>/build/wasm from both src/tensor/wasm/ and dist/tensor/wasm/.
+const KERNELS_URL = new URL('../../../build/wasm/kernels.wasm', import.meta.url);
+const EXPORTS = ['memory', 'heapBase', 'gemv', 'gemm', 'sparseGemv'];
+
+export function wasmKernelsPath(): string {
+  return fileURLToPath(KERNELS_URL);
+}
+
+type Compiled = { module: object; api: WasmApi } | { reason: string };
+let compiled: Compiled | undefined;
+
+/** Reads and compiles kernels.wasm once; on failure remembers why. */
+function compile(): Compiled {
+  if (compiled) return compiled;
+  const path = wasmKernelsPath();
+  const api = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
+  if (!api) compiled = { reason: 'this JavaScript runtime has no WebAssembly' };
+  else if (!existsSync(path)) {
+    compiled = { reason: `wasm kernels not built (${path} is missing): run npm run build:wasm` };
+  } else {
+    try {
+      const module = new api.Module(readFileSync(path));
+      const missing = EXPORTS.filter((e) => !(e in new api.Instance(module, {}).exports));
+      compiled = missing.length
+        ? { reason: `${path} lacks ${missing.join(', ')} (stale build?): run npm run build:wasm` }
+        : { module, api };
+    } catch (e) {
+      // CompileError: a corrupt file or an engine without SIMD128.
+      compiled = { reason: `cannot load ${path}: ${(e as Error).message}` };
+    }
+  }
+  return compiled;
+}
+
+/** Why `loadWasmBackend()` returns null, or null when the wasm backend is usable. */
+export function wasmUnavailableReason(): string | null {
+  const c = compile();
+  return 'reason' in c ? c.reason : null;
+}
+
+export interface WasmBackendOptions {
+  /** Cap on linear memory (default and maximum 4 GiB); tests use a small one. */
+  maxMemoryBytes?: number;
+}
+
+/** The wasm backend plus what tests and benchmarks inspect about its memory. */
+export interface WasmBackend extends Backend {
+  /** Linear memory reserved (grows, never shrinks). */
+  readonly memoryBytes: number;
+  /** Bytes in live weights and scratch. */
+  readonly usedBytes: number;
+}
+
+/**
+ * A new wasm backend with its own linear memory, or null when kernels.wasm is not built
+ * or cannot be loaded (see `wasmUnavailableReason()`). Callers keep the instance.
+ */
+export function loadWasmBackend(opts: WasmBackendOptions = {}): WasmBackend | null {
+  const c = compile();
+  if ('reason' in c) return null;
+  const kernels = new c.api.Instance(c.module, {}).exports as unknown as Kernels;
+  const maxBytes = Math.min(opts.maxMemoryBytes ?? MAX_WASM_BYTES, MAX_WASM_BYTES);
+  return new WasmBackendImpl(kernels, maxBytes);
+}
+
+class WasmLinear implements Linear {
+  released = false;
+  constructor(
+    readonly owner: WasmBackendImpl,
+    readonly rows: number,
+    readonly cols: number,
+    /** Packed layout (layout.ts `packBlocks`): byte offset and size. */
+    readonly packed: number,
+    readonly packedBytes: number,
+    /** Input-major copy Wᵀ [cols + 1, ld], last row zero (0 when not sparse). */
+    readonly wt: number,
+    readonly wtBytes: number,
+  ) {}
+  get sparse(): boolean {
+    return this.wtBytes > 0;
+  }
+  get bytes(): number {
+    return this.packedBytes + this.wtBytes;
+  }
+  get blocks(): number {
+    return Math.ceil(this.rows / BLOCK);
+  }
+}
+
+/** Scratch for one gemm call is kept under this size; longer inputs go in token chunks. */
+const GEMM_SCRATCH_BYTES = 16 * 1024 * 1024;
+
+class WasmBackendImpl implements WasmBackend {
+  readonly name = 'wasm';
+  readonly description = 'wasm (SIMD128 kernels, 1 thread)';
+  private readonly heap: Heap;
+  private scratchPtr = 0;
+  private scratchBytes = 0;
+
+  constructor(
+    private readonly k: Kernels,
+    maxBytes: number,
+  ) {
+    this.heap = new Heap(k.memory, k.heapBase(), maxBytes);
+  }
+
+  get memoryBytes(): number {
+    return this.heap.memoryBytes;
+  }
+  get usedBytes(): number {
+    return this.heap.usedBytes;
+  }
+
+  prepare(w: Float32Array, rows: number, cols: number, opts: PrepareOptions = {}): Linear {
+    if (!(Number.isInteger(rows) && Number.isInteger(cols) && rows > 0 && cols > 0)) {
+      throw new Error(`prepare: bad shape ${rows}×${cols}`);
+    }
+    if (w.length !== rows * cols) throw new Error(`prepare: ${w.length} values != ${rows}×${cols}`);
+    const shape = `a ${rows}×${cols} weight`;
+    const packedBytes = Math.ceil(rows / BLOCK) * BLOCK * cols * 4;
+    const packed = this.heap.alloc(packedBytes, shape);
+    let wt = 0;
+    const wtBytes = opts.sparse ? transposedSize(rows, cols) * 4 : 0;
+    if (opts.sparse) {
+      try {
+        wt = this.heap.alloc(wtBytes, `the input-major copy of ${shape}`);
+      } catch (e) {
+        this.heap.release(packed, packedBytes);
+        throw e;
+      }
+      packTransposed(this.heap.f32, wt >>> 2, w, rows, cols);
+    }
+    // After both allocations: a grow re-creates heap.f32.
+    packBlocks(this.heap.f32, packed >>> 2, w, rows, cols);
+    return new WasmLinear(this, rows, cols, packed, packedBytes, wt, wtBytes);
+  }
+
+  gemv(y: Float32Array, w: Linear, x: Float32Array): void {
+    const l = this.linear(w, 'gemv');
+    checkLength('gemv', x, l.cols, 'x');
+    checkLength('gemv', y, l.rows, 'y');
+    const ld = l.blocks * BLOCK;
+    const xBytes = align64(4 * l.cols);
+    const s = this.scratch(xBytes + 4 * ld);
+    const xp = s;
+    const yp = s + xBytes;
+    this.heap.f32.set(x.subarray(0, l.cols), xp >>> 2);
+    this.k.gemv(yp, l.packed, xp, l.blocks, l.cols);
+    y.set(this.heap.f32.subarray(yp >>> 2, (yp >>> 2) + l.rows));
+  }
+
+  gemm(y: Float32Array, w: Linear, x: Float32Array, tokens: number): void {
+    const l = this.linear(w, 'gemm');
+    if (!(Number.isInteger(tokens) && tokens >= 0))
+      throw new Error(`gemm: bad token count ${tokens}`);
+    const { rows, cols } = l;
+    checkLength('gemm', x, tokens * cols, 'x');
+    checkLength('gemm', y, tokens * rows, 'y');
+    const ld = l.blocks * BLOCK;
+    // Tokens per call: a multiple of 4 (the kernel's tile) within the scratch budget.
+    const perToken = 4 * (cols + ld);
+    const chunk = Math.max(4, Math.floor(GEMM_SCRATCH_BYTES / perToken / 4) * 4);
+    const maxN = Math.min(tokens, chunk);
+    const s = this.scratch(align64(4 * maxN * cols) + 4 * maxN * ld);
+    for (let t0 = 0; t0 < tokens; t0 += chunk) {
+      const n = Math.min(chunk, tokens - t0);
+      const xp = s;
+      const yp = s + align64(4 * n * cols);
+      const f32 = this.heap.f32;
+      f32.set(x.subarray(t0 * cols, (t0 + n) * cols), xp >>> 2);
+      this.k.gemm(yp, l.packed, xp, n, l.blocks, cols);
+      const y0 = yp >>> 2;
+      if (ld === rows) y.set(f32.subarray(y0, y0 + n * rows), t0 * rows);
+      else {
+        // Drop the padding rows of each token's output.
+        for (let t = 0; t < n; t++) {
+          y.set(f32.subarray(y0 + t * ld, y0 + t * ld + rows), (t0 + t) * rows);
+        }
+      }
+    }
+  }
+
+  sparseGemv(y: Float32Array, w: Linear, x: Float32Array): number {
+    const l = this.linear(w, 'sparseGemv');
+    if (!l.sparse) throw new Error('sparseGemv: weight was prepared without {sparse: true}');
+    checkLength('sparseGemv', x, l.cols, 'x');
+    checkLength('sparseGemv', y, l.rows, 'y');
+    const ld = transposedStride(l.rows);
+    // Scratch: x [cols + 1] f32, the active-input list [cols + SPARSE_GROUP] i32 (both
+    // padded by the kernel), y [ld] f32.
+    const xBytes = align64(4 * (l.cols + 1));
+    const idxBytes = align64(4 * (l.cols + SPARSE_GROUP));
+    const s = this.scratch(xBytes + idxBytes + 4 * ld);
+    const xp = s;
+    const idx = s + xBytes;
+    const yp = idx + idxBytes;
+    this.heap.f32.set(x.subarray(0, l.cols), xp >>> 2);
+    const active = this.k.sparseGemv(yp, l.wt, xp, idx, ld, l.cols);
+    y.set(this.heap.f32.subarray(yp >>> 2, (yp >>> 2) + l.rows));
+    return active;
+  }
+
+  release(w: Linear): void {
+    const l = this.linear(w, 'release', true);
+    if (l.released) return;
+    l.released = true;
+    this.heap.release(l.packed, l.packedBytes);
+    if (l.wtBytes) this.heap.release(l.wt, l.wtBytes);
+  }
+
+  private linear(w: Linear, op: string, allowReleased = false): WasmLinear {
+    if (!(w instanceof WasmLinear) || w.owner !== this) {
+      throw new Error(`${op}: the weight was not prepared by this wasm backend`);
+    }
+    if (w.released && !allowReleased) throw new Error(`${op}: the weight was released`);
+    return w;
+  }
+
+  /** A scratch block of at least `bytes`, reused across calls and grown when needed. */
+  private scratch(bytes: number): number {
+    if (bytes > this.scratchBytes) {
+      if (this.scratchBytes) this.heap.release(this.scratchPtr, this.scratchBytes);
+      this.scratchBytes = 0;
+      const size = Math.ceil(bytes / 65536) * 65536;
+      this.scratchPtr = this.heap.alloc(size, 'scratch space for activations');
+      this.scratchBytes = size;
+    }
+    return this.scratchPtr;
+  }
+}
+
+function checkLength(op: string, a: Float32Array, need: number, name: string): void {
+  if (a.length < need) throw new Error(`${op}: ${name} has ${a.length} values, needs ${need}`);
+}
+
+function align64(bytes: number): number {
+  return Math.ceil(bytes / 64) * 64;
+}
