@@ -17,7 +17,12 @@ export function quantileSorted(sorted: ArrayLike<number>, q: number): number {
  * λ for each keep-fraction K: mean over tokens t of Quantile_{1−K}(|x[t, :]|), for x of
  * shape [tokens, cols]. Returns one λ per K, in the order given.
  */
-export function perTokenQuantileThresholds(x: Float32Array, tokens: number, cols: number, keep: readonly number[]): number[] {
+export function perTokenQuantileThresholds(
+  x: Float32Array,
+  tokens: number,
+  cols: number,
+  keep: readonly number[],
+): number[] {
   const sums = new Float64Array(keep.length);
   const row = new Float32Array(cols);
   for (let t = 0; t < tokens; t++) {

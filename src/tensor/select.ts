@@ -4,10 +4,20 @@
  */
 import { UserError } from '../errors.ts';
 import { type Backend, type BackendName, jsBackend } from './backend.ts';
+import { loadNativeBackend, nativeUnavailableReason } from './native/index.ts';
+import { loadWasmBackend, wasmUnavailableReason } from './wasm/index.ts';
 
 const loaders: Record<BackendName, () => Backend | null> = {
-  native: () => null,
-  wasm: () => null,
+  native: () => {
+    const b = loadNativeBackend();
+    if (!b) backendNotices.push(`native kernels unavailable: ${nativeUnavailableReason()}`);
+    return b;
+  },
+  wasm: () => {
+    const b = loadWasmBackend();
+    if (!b) backendNotices.push(`WebAssembly kernels unavailable: ${wasmUnavailableReason()}`);
+    return b;
+  },
   js: () => jsBackend,
 };
 

@@ -1,4 +1,5 @@
 import type { Command } from '../io.ts';
+import { bench } from './bench.ts';
 import { convert } from './convert.ts';
 import { generate } from './generate.ts';
 import { info } from './info.ts';
@@ -6,4 +7,4 @@ import { logits } from './logits.ts';
 import { perplexity } from './perplexity.ts';
 
 /** Every command, in the order `actsparse --help` lists them. */
-export const commands: readonly Command[] = [info, generate, logits, perplexity, convert];
+export const commands: readonly Command[] = [info, generate, logits, perplexity, convert, bench];

@@ -1,0 +1,319 @@
+/**
+ * `actsparse bench`: what this machine's kernels reach against its limits. Every
+ * figure is the median of repeated runs, with min and max, measured in one process so
+ * that ratios are fair on a shared, noisy machine.
+ */
+import { cpus } from 'node:os';
+import type { Checkpoint } from '../io/checkpoint.ts';
+import { memoryCheckpoint } from '../io/memory.ts';
+import { randomRwkv4 } from '../models/random.ts';
+import { RWKV4_SITES, Rwkv4 } from '../models/rwkv4.ts';
+import { perTokenQuantileThresholds } from '../sparsity/quantile.ts';
+import type { Backend } from '../tensor/backend.ts';
+import * as native from '../tensor/native/index.ts';
+import { rng } from '../util/random.ts';
+
+export interface Stat {
+  median: number;
+  min: number;
+  max: number;
+}
+
+export interface BenchResult {
+  formatVersion: 1;
+  machine: { cpu: string; cores: number; node: string };
+  backends: string[];
+  /** GB/s reading a ≥ 256 MiB buffer (native only: JS cannot stream at DRAM speed). */
+  bandwidth: { threads: number; gbps: Stat }[];
+  gemm: { backend: string; threads: number; shape: string; gflops: Stat }[];
+  gemv: { backend: string; threads: number; shape: string; gbps: Stat }[];
+  sparse: { backend: string; threads: number; zeros: number; speedup: Stat; ideal: number }[];
+  model?: ModelBench;
+}
+
+export interface ModelBench {
+  source: string;
+  backend: string;
+  shape: string;
+  /** Bytes of weights one token reads densely (block layers + head). */
+  weightBytesPerToken: number;
+  decodeDense: Stat;
+  /** The bandwidth floor for dense decode: bandwidth ÷ bytes per token. */
+  floorTokensPerSec: number | null;
+  targetZeros: number;
+  measuredZeros: number;
+  decodeSparse: Stat;
+  sequenceT: number;
+  sequence: Stat | null;
+}
+
+export interface BenchOptions {
+  backends: Backend[];
+  /** Repeats per measurement (the median is reported). */
+  repeats: number;
+  /** A checkpoint to time, or a random RWKV-4 of `shape` when absent. */
+  checkpoint?: Checkpoint;
+  shape?: { nLayer: number; nEmbd: number; nVocab: number };
+  /** Fraction of zeros to aim for at every block site for the sparse decode figure. */
+  sparsity: number;
+  sequenceT: number;
+  /** Smaller problems, for tests. */
+  quick?: boolean;
+  log?: (line: string) => void;
+}
+
+/** Median, min and max of `repeats` timings of `fn` in milliseconds (after one warm-up). */
+export function timeMs(fn: () => void, repeats: number): Stat {
+  fn();
+  const t: number[] = [];
+  for (let i = 0; i < repeats; i++) {
+    const t0 = performance.now();
+    fn();
+    t.push(performance.now() - t0);
+  }
+  return stat(t);
+}
+
+function stat(values: number[]): Stat {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  const median = s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+  return { median, min: s[0], max: s[s.length - 1] };
+}
+
+/** Converts a time Stat (ms) to a rate Stat: work / time (the fastest run gives the max). */
+function rate(ms: Stat, work: number): Stat {
+  return { median: work / ms.median, min: work / ms.max, max: work / ms.min };
+}
+
+function randomArray(n: number, seed: number): Float32Array {
+  const r = rng(seed);
+  return Float32Array.from({ length: n }, () => r() * 2 - 1);
+}
+
+function threadCounts(b: Backend): number[] {
+  return b.name === 'native' ? [1, 2] : [1];
+}
+
+function withThreads<T>(b: Backend, n: number, fn: () => T): T {
+  if (b.name !== 'native') return fn();
+  const before = native.info().threads;
+  native.setThreads(n);
+  try {
+    return fn();
+  } finally {
+    native.setThreads(before);
+  }
+}
+
+export function runBench(o: BenchOptions): BenchResult {
+  const log = o.log ?? (() => {});
+  const result: BenchResult = {
+    formatVersion: 1,
+    machine: {
+      cpu: cpus()[0]?.model ?? 'unknown',
+      cores: cpus().length,
+      node: process.versions.node,
+    },
+    backends: o.backends.map((b) => b.description),
+    bandwidth: [],
+    gemm: [],
+    gemv: [],
+    sparse: [],
+  };
+  const nativeB = o.backends.find((b) => b.name === 'native');
+  if (nativeB) {
+    const bytes = o.quick ? 64 << 20 : 256 << 20;
+    for (const threads of [1, 2]) {
+      const runs = Array.from({ length: Math.max(3, o.repeats) }, () =>
+        native.memoryReadBandwidth(bytes, threads),
+      );
+      result.bandwidth.push({ threads, gbps: stat(runs) });
+      log(`bandwidth ${threads} thread(s): ${stat(runs).median.toFixed(1)} GB/s`);
+    }
+  }
+
+  // GEMM: 128 tokens × 1024 inputs → 4096 outputs, the shape of a calibration product.
+  const [gT, gK, gN] = o.quick ? [32, 256, 512] : [128, 1024, 4096];
+  const gx = randomArray(gT * gK, 1);
+  const gy = new Float32Array(gT * gN);
+  // GEMV out of cache: 4096 × 4096 fp32 = 64 MiB, twice the L3.
+  const [vR, vC] = o.quick ? [512, 512] : [4096, 4096];
+  const vx = randomArray(vC, 2);
+  const vy = new Float32Array(vR);
+  for (const b of o.backends) {
+    const gw = b.prepare(randomArray(gN * gK, 3), gN, gK);
+    const vw = b.prepare(randomArray(vR * vC, 4), vR, vC, { sparse: true });
+    for (const threads of threadCounts(b)) {
+      withThreads(b, threads, () => {
+        // js is ~50× slower: fewer repeats keep the run short without changing the median much.
+        const reps = b.name === 'js' ? Math.min(3, o.repeats) : o.repeats;
+        const g = rate(
+          timeMs(() => b.gemm(gy, gw, gx, gT), reps),
+          (2 * gT * gK * gN) / 1e6,
+        );
+        result.gemm.push({ backend: b.name, threads, shape: `${gT}x${gK}->${gN}`, gflops: g });
+        const dense = timeMs(() => b.gemv(vy, vw, vx), o.repeats);
+        result.gemv.push({
+          backend: b.name,
+          threads,
+          shape: `${vR}x${vC}`,
+          gbps: rate(dense, (4 * vR * vC) / 1e6),
+        });
+        log(
+          `${b.name} ${threads}t: gemm ${g.median.toFixed(1)} GFLOPS, gemv ${((4 * vR * vC) / 1e6 / dense.median).toFixed(1)} GB/s`,
+        );
+        // Sparse GEMV against the same kernel's dense time: the ideal is 1/(1 − s).
+        for (const zeros of [0, 0.5, 0.7, 0.9]) {
+          const xs = vx.slice();
+          const r = rng(5);
+          for (let i = 0; i < xs.length; i++) if (r() < zeros) xs[i] = 0;
+          const t = timeMs(() => b.sparseGemv(vy, vw, xs), o.repeats);
+          const speedup = {
+            median: dense.median / t.median,
+            min: dense.min / t.max,
+            max: dense.max / t.min,
+          };
+          result.sparse.push({ backend: b.name, threads, zeros, speedup, ideal: 1 / (1 - zeros) });
+        }
+      });
+    }
+    b.release(gw);
+    b.release(vw);
+  }
+
+  const fastest = o.backends[0];
+  result.model = benchModel(o, fastest, result.bandwidth.at(-1)?.gbps.median ?? null, log);
+  return result;
+}
+
+/** Decode (step mode) tokens/s, dense and with thresholds, and sequence-mode tokens/s. */
+function benchModel(
+  o: BenchOptions,
+  backend: Backend,
+  bandwidth: number | null,
+  log: (s: string) => void,
+): ModelBench {
+  const shape = o.shape ?? { nLayer: 2, nEmbd: 256, nVocab: 1000 };
+  const source = o.checkpoint
+    ? o.checkpoint.path
+    : `random RWKV-4 ${shape.nLayer}x${shape.nEmbd}, vocab ${shape.nVocab}`;
+  log(`model: loading ${source}`);
+  const ckpt = o.checkpoint ?? memoryCheckpoint(randomRwkv4({ ...shape, seed: 1 }));
+  const model = Rwkv4.load(ckpt, backend, { sparse: true });
+  const { nLayer, nEmbd: d, nFfn: f, nVocab: V } = model.config;
+  const weightBytesPerToken = 4 * (nLayer * (5 * d * d + 2 * d * f) + V * d);
+
+  // λ per site for the target sparsity, from the dense model's activations on a short text.
+  const probe = Array.from({ length: 64 }, (_, i) => (i * 7919 + 13) % V);
+  const lambdas = new Float32Array(model.thresholds.length);
+  model.observer = (site, x, tokens) => {
+    const cols = model.sites.perBlock[site % RWKV4_SITES.length].cols;
+    lambdas[site] = perTokenQuantileThresholds(x, tokens, cols, [1 - o.sparsity])[0];
+  };
+  model.forward(probe, model.newState());
+  model.observer = null;
+
+  const decode = (n: number) => {
+    const s = model.newState();
+    let tok = 1;
+    for (let i = 0; i < n; i++) {
+      const logits = model.step(tok, s);
+      tok = (i * 31 + (logits[0] > 0 ? 1 : 0)) % V;
+    }
+  };
+  const n = o.quick ? 4 : 16;
+  const reps = Math.max(3, Math.min(o.repeats, 7));
+  const dense = rate(
+    timeMs(() => decode(n), reps),
+    n * 1000,
+  );
+  model.setThresholds(lambdas);
+  // Measure the zeros the thresholds really give while decoding.
+  let zeros = 0;
+  let total = 0;
+  model.observer = (_site, x) => {
+    for (let i = 0; i < x.length; i++) if (x[i] === 0) zeros++;
+    total += x.length;
+  };
+  decode(n);
+  model.observer = null;
+  const sparse = rate(
+    timeMs(() => decode(n), reps),
+    n * 1000,
+  );
+  model.setThresholds(new Float32Array(lambdas.length));
+  log(`decode dense ${dense.median.toFixed(1)} tok/s, sparse ${sparse.median.toFixed(1)} tok/s`);
+
+  let sequence: Stat | null = null;
+  const T = o.sequenceT;
+  if (T > 0) {
+    const toks = Array.from({ length: T }, (_, i) => (i * 104729) % V);
+    sequence = rate(
+      timeMs(
+        () => model.forward(toks, model.newState(), { logits: 'last' }),
+        Math.min(3, o.repeats),
+      ),
+      T * 1000,
+    );
+    log(`sequence T=${T}: ${sequence.median.toFixed(0)} tok/s`);
+  }
+  return {
+    source,
+    backend: backend.description,
+    shape: `${nLayer}x${d} (ffn ${f}, vocab ${V})`,
+    weightBytesPerToken,
+    decodeDense: dense,
+    floorTokensPerSec: bandwidth ? (bandwidth * 1e9) / weightBytesPerToken : null,
+    targetZeros: o.sparsity,
+    measuredZeros: total ? zeros / total : 0,
+    decodeSparse: sparse,
+    sequenceT: T,
+    sequence,
+  };
+}
+
+const f1 = (s: Stat, digits = 1) =>
+  `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})`;
+
+/** The result as plain-text tables. */
+export function formatBench(r: BenchResult): string {
+  const lines: string[] = [];
+  lines.push(`CPU: ${r.machine.cpu}, ${r.machine.cores} cores; Node ${r.machine.node}`);
+  lines.push(`backends: ${r.backends.join('; ')}`);
+  lines.push('', 'memory read bandwidth (256 MiB), GB/s: median (min–max)');
+  for (const b of r.bandwidth) lines.push(`  ${b.threads} thread(s)  ${f1(b.gbps)}`);
+  const bw = r.bandwidth.at(-1)?.gbps.median;
+  lines.push(
+    '',
+    'kernel            threads  GEMM GFLOPS           dense GEMV GB/s      % of bandwidth',
+  );
+  for (const g of r.gemm) {
+    const v = r.gemv.find((x) => x.backend === g.backend && x.threads === g.threads)!;
+    const pct = bw ? `${((100 * v.gbps.median) / bw).toFixed(0)}%` : '-';
+    lines.push(
+      `  ${g.backend.padEnd(16)}${String(g.threads).padEnd(9)}${f1(g.gflops).padEnd(22)}${f1(v.gbps).padEnd(21)}${pct}`,
+    );
+  }
+  lines.push('', 'sparse GEMV speedup over the same backend’s dense GEMV (ideal 1/(1−s))');
+  lines.push('  kernel          threads  zeros  speedup            ideal   of ideal');
+  for (const s of r.sparse) {
+    lines.push(
+      `  ${s.backend.padEnd(16)}${String(s.threads).padEnd(9)}${`${(s.zeros * 100).toFixed(0)}%`.padEnd(7)}${f1(s.speedup, 2).padEnd(19)}${s.ideal.toFixed(2).padEnd(8)}${((100 * s.speedup.median) / s.ideal).toFixed(0)}%`,
+    );
+  }
+  const m = r.model;
+  if (m) {
+    lines.push('', `RWKV-4 ${m.shape}: ${m.source}`, `  backend ${m.backend}`);
+    lines.push(`  weights read per token ${(m.weightBytesPerToken / 1e6).toFixed(1)} MB`);
+    const floor = m.floorTokensPerSec;
+    lines.push(
+      `  decode dense     ${f1(m.decodeDense)} tokens/s${floor ? `; bandwidth floor ${floor.toFixed(1)} (${((100 * m.decodeDense.median) / floor).toFixed(0)}%)` : ''}`,
+    );
+    lines.push(
+      `  decode sparse    ${f1(m.decodeSparse)} tokens/s at ${(100 * m.measuredZeros).toFixed(1)}% zeros in block-site inputs (target ${(100 * m.targetZeros).toFixed(0)}%): ${(m.decodeSparse.median / m.decodeDense.median).toFixed(2)}× dense`,
+    );
+    if (m.sequence) lines.push(`  sequence T=${m.sequenceT}  ${f1(m.sequence, 0)} tokens/s`);
+  }
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,210 @@
+// N-API glue: argument checks, weight handles and settings. Every size is checked here
+// so that the kernels behind ops.h never read or write outside the caller's arrays.
+#include <napi.h>
+
+#include <cmath>
+#include <string>
+
+#include "ops.h"
+
+namespace {
+
+using act::Weight;
+
+// Tags weight handles so that a foreign External is refused instead of misread.
+constexpr napi_type_tag kWeightTag = {0x6163747370617273ULL, 0x6e61746976657731ULL};
+
+[[noreturn]] void fail(Napi::Env env, const std::string& what) {
+  throw Napi::Error::New(env, what);
+}
+
+Weight& weightArg(const Napi::CallbackInfo& info, size_t i, const char* fn) {
+  const Napi::Value v = info[i];
+  if (!v.IsExternal() || !v.As<Napi::External<Weight>>().CheckTypeTag(&kWeightTag)) {
+    fail(info.Env(), std::string(fn) + ": argument " + std::to_string(i + 1) +
+                         " is not a weight handle from prepare()");
+  }
+  Weight& w = *v.As<Napi::External<Weight>>().Data();
+  if (w.released) fail(info.Env(), std::string(fn) + ": weight used after release()");
+  return w;
+}
+
+// A Float32Array with at least `need` values.
+Napi::Float32Array floatsArg(const Napi::CallbackInfo& info, size_t i, const char* fn,
+                             const char* name, size_t need, const char* needWhat) {
+  const Napi::Value v = info[i];
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    fail(info.Env(), std::string(fn) + ": " + name + " must be a Float32Array");
+  }
+  Napi::Float32Array a = v.As<Napi::Float32Array>();
+  if (a.ElementLength() < need) {
+    fail(info.Env(), std::string(fn) + ": " + name + " has " + std::to_string(a.ElementLength()) +
+                         " values; needs " + needWhat + " = " + std::to_string(need));
+  }
+  return a;
+}
+
+// A non-negative integer below 2^31 (the kernels index inputs with int32).
+size_t countArg(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name) {
+  const Napi::Value v = info[i];
+  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+  if (!(d >= 0 && d < 2147483648.0 && std::floor(d) == d)) {
+    fail(info.Env(), std::string(fn) + ": " + name + " must be an integer in [0, 2^31)");
+  }
+  return static_cast<size_t>(d);
+}
+
+void checkNoOverlap(Napi::Env env, const char* fn, const Napi::Float32Array& y,
+                    const Napi::Float32Array& x) {
+  const char* y0 = reinterpret_cast<const char*>(y.Data());
+  const char* x0 = reinterpret_cast<const char*>(x.Data());
+  if (y0 < x0 + x.ByteLength() && x0 < y0 + y.ByteLength()) {
+    fail(env, std::string(fn) + ": y and x must not overlap");
+  }
+}
+
+void finalizeWeight(Napi::Env env, Weight* w) {
+  const int64_t bytes = static_cast<int64_t>(w->bytes());
+  if (bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(env, -bytes);
+  delete w;  // frees the buffers if release() was never called
+}
+
+// prepare(w: Float32Array, rows, cols, sparse: boolean) → handle
+Napi::Value Prepare(const Napi::CallbackInfo& info) {
+  const size_t rows = countArg(info, 1, "prepare", "rows");
+  const size_t cols = countArg(info, 2, "prepare", "cols");
+  if (rows == 0 || cols == 0) fail(info.Env(), "prepare: rows and cols must be positive");
+  Napi::Float32Array src = floatsArg(info, 0, "prepare", "w", 0, "");
+  if (src.ElementLength() != rows * cols) {
+    fail(info.Env(), "prepare: w has " + std::to_string(src.ElementLength()) + " values != " +
+                         std::to_string(rows) + "×" + std::to_string(cols));
+  }
+  auto* w = new Weight;
+  const std::string err = act::prepareWeight(*w, src.Data(), rows, cols, info[3].ToBoolean());
+  if (!err.empty()) {
+    delete w;
+    fail(info.Env(), "prepare: " + err);
+  }
+  Napi::MemoryManagement::AdjustExternalMemory(info.Env(), static_cast<int64_t>(w->bytes()));
+  auto handle = Napi::External<Weight>::New(info.Env(), w, finalizeWeight);
+  handle.TypeTag(&kWeightTag);
+  return handle;
+}
+
+Napi::Value Release(const Napi::CallbackInfo& info) {
+  Weight& w = weightArg(info, 0, "release");
+  const int64_t bytes = static_cast<int64_t>(w.bytes());
+  act::releaseWeight(w);
+  Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -bytes);
+  return info.Env().Undefined();
+}
+
+Napi::Value Bytes(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(weightArg(info, 0, "bytes").bytes()));
+}
+
+void oom(Napi::Env env, const char* fn) { fail(env, std::string(fn) + ": out of memory for scratch"); }
+
+// gemv(handle, y, x)
+Napi::Value Gemv(const Napi::CallbackInfo& info) {
+  Weight& w = weightArg(info, 0, "gemv");
+  Napi::Float32Array y = floatsArg(info, 1, "gemv", "y", w.rows, "rows");
+  Napi::Float32Array x = floatsArg(info, 2, "gemv", "x", w.cols, "cols");
+  checkNoOverlap(info.Env(), "gemv", y, x);
+  if (!act::gemv(w, y.Data(), x.Data())) oom(info.Env(), "gemv");
+  return info.Env().Undefined();
+}
+
+// gemm(handle, y, x, tokens)
+Napi::Value Gemm(const Napi::CallbackInfo& info) {
+  Weight& w = weightArg(info, 0, "gemm");
+  const size_t tokens = countArg(info, 3, "gemm", "tokens");
+  Napi::Float32Array y = floatsArg(info, 1, "gemm", "y", tokens * w.rows, "tokens·rows");
+  Napi::Float32Array x = floatsArg(info, 2, "gemm", "x", tokens * w.cols, "tokens·cols");
+  checkNoOverlap(info.Env(), "gemm", y, x);
+  if (!act::gemm(w, y.Data(), x.Data(), tokens)) oom(info.Env(), "gemm");
+  return info.Env().Undefined();
+}
+
+// sparseGemv(handle, y, x) → count of non-zero inputs
+Napi::Value SparseGemv(const Napi::CallbackInfo& info) {
+  Weight& w = weightArg(info, 0, "sparseGemv");
+  if (w.ldt == 0) fail(info.Env(), "sparseGemv: weight was prepared without {sparse: true}");
+  Napi::Float32Array y = floatsArg(info, 1, "sparseGemv", "y", w.rows, "rows");
+  Napi::Float32Array x = floatsArg(info, 2, "sparseGemv", "x", w.cols, "cols");
+  checkNoOverlap(info.Env(), "sparseGemv", y, x);
+  size_t active = 0;
+  if (!act::sparseGemv(w, y.Data(), x.Data(), active)) oom(info.Env(), "sparseGemv");
+  return Napi::Number::New(info.Env(), static_cast<double>(active));
+}
+
+// readBandwidth(bytes, threads) → GB/s
+Napi::Value ReadBandwidth(const Napi::CallbackInfo& info) {
+  const double bytes = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  if (!(bytes >= 1 << 20 && bytes <= 64.0 * (1ULL << 30))) {
+    fail(info.Env(), "memoryReadBandwidth: bytes must be between 1 MiB and 64 GiB");
+  }
+  const size_t threads = countArg(info, 1, "memoryReadBandwidth", "threads");
+  const double gbs = act::readBandwidth(static_cast<size_t>(bytes), static_cast<int>(threads));
+  if (gbs < 0) fail(info.Env(), "memoryReadBandwidth: out of memory");
+  return Napi::Number::New(info.Env(), gbs);
+}
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  const size_t n = countArg(info, 0, "setThreads", "n");
+  return Napi::Number::New(info.Env(), act::setThreads(static_cast<int>(n)));
+}
+
+Napi::Value SetSimd(const Napi::CallbackInfo& info) {
+  const std::string level = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  if (!act::setSimd(level)) {
+    fail(info.Env(), "setSimd: \"" + level + "\" kernels are not available on this CPU/build");
+  }
+  return Napi::String::New(info.Env(), act::simdName());
+}
+
+// useBlas(true | false | "auto") → whether GEMM now goes through OpenBLAS
+Napi::Value UseBlas(const Napi::CallbackInfo& info) {
+  const Napi::Value v = info[0];
+  act::BlasMode mode = act::BlasMode::Auto;
+  if (v.IsBoolean()) {
+    mode = v.As<Napi::Boolean>().Value() ? act::BlasMode::On : act::BlasMode::Off;
+  } else if (!v.IsString() || v.As<Napi::String>().Utf8Value() != "auto") {
+    fail(info.Env(), "useBlas: expected true, false or \"auto\"");
+  }
+  return Napi::Boolean::New(info.Env(), act::useBlas(mode));
+}
+
+// info() → {blas: string | null, blasReason: string | null, gemm, simd, threads}
+Napi::Value Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  const char* blas = act::blasName();
+  const char* reason = act::blasReason();
+  o.Set("blas", blas ? Napi::Value(Napi::String::New(env, blas)) : env.Null());
+  o.Set("blasReason", reason ? Napi::Value(Napi::String::New(env, reason)) : env.Null());
+  o.Set("gemm", act::blasForGemm() ? "openblas" : "own");
+  o.Set("simd", act::simdName());
+  o.Set("threads", act::threads());
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  act::init();
+  exports.Set("prepare", Napi::Function::New(env, Prepare));
+  exports.Set("release", Napi::Function::New(env, Release));
+  exports.Set("bytes", Napi::Function::New(env, Bytes));
+  exports.Set("gemv", Napi::Function::New(env, Gemv));
+  exports.Set("gemm", Napi::Function::New(env, Gemm));
+  exports.Set("sparseGemv", Napi::Function::New(env, SparseGemv));
+  exports.Set("readBandwidth", Napi::Function::New(env, ReadBandwidth));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("setSimd", Napi::Function::New(env, SetSimd));
+  exports.Set("useBlas", Napi::Function::New(env, UseBlas));
+  exports.Set("info", Napi::Function::New(env, Info));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(actsparse, Init)
