@@ -12,22 +12,11 @@ import { FormatError, UserError } from '../src/errors.ts';
 import { unpickle } from '../src/io/pickle.ts';
 import { openPth } from '../src/io/pth.ts';
 import { PickleWriter, writePth, writeZip } from '../src/io/pth-writer.ts';
+import { rng } from '../src/util/random.ts';
 import { needsShared, shared, tmpDir } from './helpers/shared.ts';
 
 const dir = tmpDir('actsparse-fuzz-pth-');
 const casePath = join(dir, 'case.pth');
-
-/** mulberry32: a small seeded PRNG so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 type Outcome = 'values' | 'error';
 

@@ -12,19 +12,8 @@ import { BLOCK_BYTES } from '../src/io/quant.ts';
 import { openRwkvCpp, writeRwkvCpp } from '../src/io/rwkvcpp.ts';
 import { openSafetensors, type TensorToWrite, writeSafetensors } from '../src/io/safetensors.ts';
 import { numel } from '../src/tensor/tensor.ts';
+import { rng } from '../src/util/random.ts';
 import { tmpDir } from './helpers/shared.ts';
-
-/** mulberry32: a small seeded generator, so a failure names a reproducible case. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 const dir = tmpDir('actsparse-fuzz-');
 const outcomes = { ok: 0, error: 0 };

@@ -1,9 +1,8 @@
 /** Opening a model the way every command does: checkpoint, backend, tokenizer. */
-import { readFileSync } from 'node:fs';
 import { UserError } from '../errors.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import { openCheckpoint } from '../io/open.ts';
-import { decodeUtf8Strict, type Tokenizer, tokenizerForModel } from '../io/tokenizer.ts';
+import { type Tokenizer, tokenizerForModel } from '../io/tokenizer.ts';
 import { loadModel } from '../models/load.ts';
 import type { LanguageModel } from '../models/model.ts';
 import { selectBackend } from '../tensor/select.ts';
@@ -30,20 +29,6 @@ export function openModel(path: string, p: Parsed, opts: { sparse?: boolean } = 
     ckpt.close();
     throw e;
   }
-}
-
-/** Reads a UTF-8 text file; a wrong encoding is an error that names the byte. */
-export function readText(path: string): string {
-  let buf: Buffer;
-  try {
-    buf = readFileSync(path);
-  } catch (e) {
-    throw new UserError(
-      `${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? e})`,
-      'Check the path.',
-    );
-  }
-  return decodeUtf8Strict(buf, path);
 }
 
 /** "1,2,3" → [1, 2, 3], each checked against the vocabulary. */
