@@ -62,11 +62,15 @@ export interface BenchOptions {
   log?: (line: string) => void;
 }
 
-/** Median, min and max of `repeats` timings of `fn` in milliseconds (after one warm-up). */
-export function timeMs(fn: () => void, repeats: number): Stat {
+/**
+ * Median, min and max of `repeats` timings of `fn` in milliseconds (after one warm-up).
+ * `before` runs untimed ahead of each run (e.g. to evict the caches).
+ */
+export function timeMs(fn: () => void, repeats: number, before?: () => void): Stat {
   fn();
   const t: number[] = [];
   for (let i = 0; i < repeats; i++) {
+    before?.();
     const t0 = performance.now();
     fn();
     t.push(performance.now() - t0);
@@ -89,6 +93,20 @@ function rate(ms: Stat, work: number): Stat {
 function randomArray(n: number, seed: number): Float32Array {
   const r = rng(seed);
   return Float32Array.from({ length: n }, () => r() * 2 - 1);
+}
+
+/**
+ * Reads 256 MiB so the next kernel starts with cold caches: a sparse GEMV at 90% zeros
+ * reads only 6 MiB, which would otherwise stay cached between runs. (The VM reports a
+ * 32 MiB L3, but a 64 MiB GEMV ran faster than DRAM streams: the host's cache is larger.)
+ */
+let evictBuffer: Float32Array | null = null;
+let evictSink = 0;
+function evictCaches(): void {
+  evictBuffer ??= new Float32Array(64 << 20).fill(1);
+  let s = 0;
+  for (let i = 0; i < evictBuffer.length; i += 16) s += evictBuffer[i];
+  evictSink += s;
 }
 
 function threadCounts(b: Backend): number[] {
@@ -153,7 +171,7 @@ export function runBench(o: BenchOptions): BenchResult {
           (2 * gT * gK * gN) / 1e6,
         );
         result.gemm.push({ backend: b.name, threads, shape: `${gT}x${gK}->${gN}`, gflops: g });
-        const dense = timeMs(() => b.gemv(vy, vw, vx), o.repeats);
+        const dense = timeMs(() => b.gemv(vy, vw, vx), o.repeats, evictCaches);
         result.gemv.push({
           backend: b.name,
           threads,
@@ -168,7 +186,7 @@ export function runBench(o: BenchOptions): BenchResult {
           const xs = vx.slice();
           const r = rng(5);
           for (let i = 0; i < xs.length; i++) if (r() < zeros) xs[i] = 0;
-          const t = timeMs(() => b.sparseGemv(vy, vw, xs), o.repeats);
+          const t = timeMs(() => b.sparseGemv(vy, vw, xs), o.repeats, evictCaches);
           const speedup = {
             median: dense.median / t.median,
             min: dense.min / t.max,
@@ -182,6 +200,7 @@ export function runBench(o: BenchOptions): BenchResult {
     b.release(vw);
   }
 
+  if (evictSink === -1) log('');
   const fastest = o.backends[0];
   result.model = benchModel(o, fastest, result.bandwidth.at(-1)?.gbps.median ?? null, log);
   return result;
@@ -283,13 +302,13 @@ export function formatBench(r: BenchResult): string {
   lines.push(`backends: ${r.backends.join('; ')}`);
   lines.push('', 'memory read bandwidth (256 MiB), GB/s: median (min–max)');
   for (const b of r.bandwidth) lines.push(`  ${b.threads} thread(s)  ${f1(b.gbps)}`);
-  const bw = r.bandwidth.at(-1)?.gbps.median;
   lines.push(
     '',
-    'kernel            threads  GEMM GFLOPS           dense GEMV GB/s      % of bandwidth',
+    'kernel            threads  GEMM GFLOPS           dense GEMV GB/s      % of bandwidth, same threads',
   );
   for (const g of r.gemm) {
     const v = r.gemv.find((x) => x.backend === g.backend && x.threads === g.threads)!;
+    const bw = r.bandwidth.find((b) => b.threads === g.threads)?.gbps.median;
     const pct = bw ? `${((100 * v.gbps.median) / bw).toFixed(0)}%` : '-';
     lines.push(
       `  ${g.backend.padEnd(16)}${String(g.threads).padEnd(9)}${f1(g.gflops).padEnd(22)}${f1(v.gbps).padEnd(21)}${pct}`,
