@@ -6,7 +6,7 @@
 import { FormatError, UserError } from '../errors.ts';
 import { numel, type Tensor } from '../tensor/tensor.ts';
 import type { Checkpoint, StoredDType, TensorEntry } from './checkpoint.ts';
-import { halfToFloat } from './dtype.ts';
+import { decodeToFloat32 } from './dtype.ts';
 import { FileSource } from './file.ts';
 import { type PickleValue, PyDict, printable, TensorRef, typeName, unpickle } from './pickle.ts';
 import { isZip, ZipArchive, type ZipEntry } from './zip.ts';
@@ -287,50 +287,20 @@ function gather(
   return out;
 }
 
-const littleEndianHost = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-let halfTable: Float32Array | undefined;
-
 /** Decodes `count` little-endian elements of a storage dtype to float32. */
 function decode(buf: Buffer, dtype: StoredDType, count: number): Float32Array {
-  const size = ELEMENT_BYTES[dtype] as number;
-  // A private, aligned copy allows typed-array views (Buffers may be pool slices).
-  const bytes = new Uint8Array(count * size);
-  bytes.set(buf.subarray(0, count * size));
-  const out = new Float32Array(count);
-  if (littleEndianHost) {
-    switch (dtype) {
-      case 'f32':
-        return new Float32Array(bytes.buffer);
-      case 'bf16': {
-        // bf16 is the top half of a float32; Int32 stores keep the loop on small integers.
-        const h = new Uint16Array(bytes.buffer);
-        const o = new Int32Array(out.buffer);
-        for (let i = 0; i < count; i++) o[i] = h[i] << 16;
-        return out;
-      }
-      case 'f16': {
-        halfTable ??= Float32Array.from({ length: 65536 }, (_, i) => halfToFloat(i));
-        const h = new Uint16Array(bytes.buffer);
-        for (let i = 0; i < count; i++) out[i] = halfTable[h[i]];
-        return out;
-      }
-    }
+  if (dtype === 'f32' || dtype === 'f16' || dtype === 'bf16' || dtype === 'f64') {
+    return decodeToFloat32(buf, dtype, count);
   }
-  const dv = new DataView(bytes.buffer);
+  // Integer storages (rare in weights: step counters, position ids) take the slow path.
+  const out = new Float32Array(count);
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   for (let i = 0; i < count; i++) out[i] = element(dv, dtype, i);
   return out;
 }
 
 function element(dv: DataView, dtype: StoredDType, i: number): number {
   switch (dtype) {
-    case 'f32':
-      return dv.getFloat32(i * 4, true);
-    case 'f16':
-      return halfToFloat(dv.getUint16(i * 2, true));
-    case 'bf16':
-      return new Float32Array(new Uint32Array([dv.getUint16(i * 2, true) << 16]).buffer)[0];
-    case 'f64':
-      return dv.getFloat64(i * 8, true);
     case 'i64':
       return Number(dv.getBigInt64(i * 8, true));
     case 'i32':

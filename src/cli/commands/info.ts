@@ -1,4 +1,5 @@
-import { statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { openCheckpoint } from '../../io/open.ts';
 import { detectArchitecture } from '../../models/load.ts';
 import { rwkv4Config } from '../../models/rwkv4.ts';
@@ -7,6 +8,16 @@ import { numel } from '../../tensor/tensor.ts';
 import { modelOptions, parse, positionals, str } from '../args.ts';
 import { formatBytes } from '../common.ts';
 import type { Command } from '../io.ts';
+
+/** Bytes on disk of a file, or of the files directly inside a directory (shards). */
+function diskSize(path: string): string {
+  const st = statSync(path);
+  if (!st.isDirectory()) return formatBytes(st.size);
+  const files = readdirSync(path)
+    .map((n) => statSync(join(path, n)))
+    .filter((s) => s.isFile());
+  return formatBytes(files.reduce((a, s) => a + s.size, 0));
+}
 
 const usage = 'actsparse info <model> [--tensors] [--backend js|wasm|native]';
 
@@ -30,7 +41,7 @@ export const info: Command = {
       const rows: [string, string][] = [
         ['file', path],
         ['format', ckpt.format],
-        ['size on disk', formatBytes(statSync(path).isDirectory() ? 0 : statSync(path).size)],
+        ['size on disk', diskSize(path)],
         ['architecture', arch],
       ];
       if (arch === 'rwkv4') {
