@@ -145,6 +145,55 @@ describe('cli', () => {
     await fails(['convert', model, model.replace('.safetensors', '.safetensors')], /same file/);
   });
 
+  test('calibrate writes a run directory; --thresholds is used by perplexity and refused for another model', async () => {
+    const txt = join(dir, 'cal.txt');
+    writeFileSync(txt, 'a model of sparse activations and their thresholds, '.repeat(40));
+    const out = join(dir, 'run');
+    const cal = await run([
+      'calibrate',
+      model,
+      '--data',
+      txt,
+      '--ctx',
+      '32',
+      '--windows',
+      '4',
+      '--loss-inc',
+      '1.01',
+      '--out',
+      out,
+    ]);
+    assert.match(cal.out, /sparsity, MAC-weighted over block sites: [\d.]+% \(natural [\d.]+%\)/);
+    assert.match(cal.out, /the authors' way/);
+    const dense = await run(['perplexity', model, txt, '--ctx', '32']);
+    const sparse = await run([
+      'perplexity',
+      model,
+      txt,
+      '--ctx',
+      '32',
+      '--thresholds',
+      join(out, 'thresholds.json'),
+    ]);
+    assert.notEqual(dense.out, sparse.out);
+    await fails(
+      ['calibrate', model, '--data', txt, '--ctx', '32', '--windows', '4', '--out', out],
+      /already holds/,
+    );
+    const other = join(dir, 'other.safetensors');
+    writeSafetensors(other, randomRwkv4({ nLayer: 2, nEmbd: 32, nVocab: 256, seed: 6 }), {
+      dtype: 'f32',
+    });
+    await fails(
+      ['generate', other, '--prompt', 'x', '--thresholds', join(out, 'thresholds.json')],
+      /other weights/,
+    );
+    await fails(
+      ['calibrate', model, '--out', join(dir, 'r2'), '--method', 'magic'],
+      /--method magic/,
+    );
+  });
+
   test(
     'a tokenizer that does not fit the model is refused',
     needsShared('tokenizers/20B_tokenizer.json'),

@@ -70,4 +70,5 @@ export function positionals(p: Parsed, n: number, usage: string): string[] {
 export const modelOptions: Options = {
   backend: { type: 'string' },
   tokenizer: { type: 'string' },
+  thresholds: { type: 'string' },
 };

@@ -5,6 +5,7 @@ import { openCheckpoint } from '../io/open.ts';
 import { type Tokenizer, tokenizerForModel } from '../io/tokenizer.ts';
 import { loadModel } from '../models/load.ts';
 import type { LanguageModel } from '../models/model.ts';
+import { applyThresholds, readThresholds } from '../sparsity/plan.ts';
 import { selectBackend } from '../tensor/select.ts';
 import { type Parsed, str } from './args.ts';
 
@@ -14,11 +15,18 @@ export interface Loaded {
   tokenizer: Tokenizer;
 }
 
-export function openModel(path: string, p: Parsed, opts: { sparse?: boolean } = {}): Loaded {
+/**
+ * Opens checkpoint, backend and tokenizer; with --thresholds, also the zero-skipping
+ * weight copies and the λ of a thresholds file made for this model.
+ */
+export function openModel(path: string, p: Parsed): Loaded {
   const backend = selectBackend(str(p, 'backend'));
+  const thresholds = str(p, 'thresholds');
+  const plan = thresholds ? readThresholds(thresholds) : null;
   const ckpt = openCheckpoint(path);
   try {
-    const model = loadModel(ckpt, backend, opts);
+    const model = loadModel(ckpt, backend, { sparse: !!plan });
+    if (plan) applyThresholds(model, plan, thresholds!);
     const tokenizer = tokenizerForModel({
       modelPath: path,
       vocabSize: model.nVocab,

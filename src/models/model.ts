@@ -56,6 +56,19 @@ export interface LanguageModel<S extends ModelState = ModelState> {
   step(token: number, state: S): Float32Array;
   /** Parameter count and the bytes held by the backend, for `info`. */
   readonly stats: { parameters: number; weightBytes: number };
+  /**
+   * A digest of the architecture and a sample of every weight tensor, the same whatever
+   * the file format: thresholds files are checked against it.
+   */
+  readonly fingerprint: string;
+
+  // Layer by layer, for calibration: forward = logits(block(…block(embed(tokens)))).
+  /** x [T, d] for the tokens. */
+  embed(tokens: ArrayLike<number>): Float32Array;
+  /** Runs block `b` on x [T, d] in place, advancing that block's part of `state`. */
+  block(b: number, x: Float32Array, T: number, state: S): void;
+  /** logits [T, vocab] from the last block's output x [T, d]. */
+  logits(x: Float32Array, T: number): Float32Array;
 }
 
 /** Applies a threshold in place: zero every value whose magnitude does not pass λ. */

@@ -17,7 +17,7 @@ import {
   type SiteObserver,
   type SiteTable,
 } from './model.ts';
-import { readWeight, shapeOf } from './weights.ts';
+import { Fingerprint, readWeight, shapeOf } from './weights.ts';
 
 // ---------------------------------------------------------------- Config
 
@@ -138,6 +138,7 @@ export class Rwkv4 implements LanguageModel<Rwkv4State> {
     private readonly lnOut: [Float32Array, Float32Array],
     private readonly head: Linear, // [V, d]
     parameters: number,
+    readonly fingerprint: string,
   ) {
     const { nEmbd: d, nFfn: f, nLayer, nVocab } = config;
     this.nVocab = nVocab;
@@ -183,17 +184,18 @@ export class Rwkv4 implements LanguageModel<Rwkv4State> {
     const cfg = rwkv4Config(ckpt);
     const { nEmbd: d, nFfn: f, nVocab: V } = cfg;
     let parameters = 0;
+    const fp = new Fingerprint(`rwkv4 ${cfg.nLayer}x${d} ffn ${f} vocab ${V}`);
     const vec = (name: string) => {
       parameters += d;
-      return readWeight(ckpt, name, [d]);
+      return readWeight(ckpt, name, [d], fp);
     };
     const lin = (name: string, rows: number, cols: number, sparse = !!opts.sparse) => {
       parameters += rows * cols;
-      return backend.prepare(readWeight(ckpt, name, [rows, cols]), rows, cols, { sparse });
+      return backend.prepare(readWeight(ckpt, name, [rows, cols], fp), rows, cols, { sparse });
     };
 
     // x = LN(emb[tok]; ln0) depends on the token only: apply ln0 to the table once.
-    const emb = readWeight(ckpt, 'emb.weight', [V, d]);
+    const emb = readWeight(ckpt, 'emb.weight', [V, d], fp);
     parameters += V * d;
     layerNorm(emb, emb, vec('blocks.0.ln0.weight'), vec('blocks.0.ln0.bias'), V, d);
 
@@ -226,7 +228,7 @@ export class Rwkv4 implements LanguageModel<Rwkv4State> {
     }
     const lnOut: [Float32Array, Float32Array] = [vec('ln_out.weight'), vec('ln_out.bias')];
     const head = lin('head.weight', V, d, false); // the head is never thresholded
-    return new Rwkv4(cfg, backend, emb, blocks, lnOut, head, parameters);
+    return new Rwkv4(cfg, backend, emb, blocks, lnOut, head, parameters, fp.digest());
   }
 
   newState(): Rwkv4State {

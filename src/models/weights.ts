@@ -2,6 +2,7 @@
  * Reading a model's tensors from a checkpoint with the checks every architecture
  * needs: present, the expected shape, finite values.
  */
+import { createHash, type Hash } from 'node:crypto';
 import { FormatError } from '../errors.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import { numel, shapeString } from '../tensor/tensor.ts';
@@ -10,7 +11,12 @@ import { numel, shapeString } from '../tensor/tensor.ts';
  * Reads `name` and checks its shape. A vector may be stored as [C] or with leading
  * ones ([1, 1, C] as BlinkDL saves time_mix); both are accepted for `[C]`.
  */
-export function readWeight(ckpt: Checkpoint, name: string, shape: readonly number[]): Float32Array {
+export function readWeight(
+  ckpt: Checkpoint,
+  name: string,
+  shape: readonly number[],
+  fingerprint?: Fingerprint,
+): Float32Array {
   const entry = ckpt.tensors.get(name);
   if (!entry) {
     throw new FormatError(
@@ -47,7 +53,30 @@ export function readWeight(ckpt: Checkpoint, name: string, shape: readonly numbe
       );
     }
   }
+  fingerprint?.add(name, shape, data);
   return data;
+}
+
+/**
+ * Digest of a model's weights that does not depend on the file format: each tensor's
+ * name, shape and up to 256 values spread over it (reading every value again would
+ * double the load time of large models).
+ */
+export class Fingerprint {
+  private readonly hash: Hash = createHash('sha256');
+  constructor(header: string) {
+    this.hash.update(header);
+  }
+  add(name: string, shape: readonly number[], data: Float32Array): void {
+    const n = Math.min(256, data.length);
+    const sample = new Float32Array(n);
+    for (let i = 0; i < n; i++) sample[i] = data[Math.floor((i * data.length) / n)];
+    this.hash.update(`${name}[${shape.join(',')}]`);
+    this.hash.update(new Uint8Array(sample.buffer));
+  }
+  digest(): string {
+    return this.hash.digest('hex').slice(0, 32);
+  }
 }
 
 /** Shape of a tensor, or a clear error when it is absent. */

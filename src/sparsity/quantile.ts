@@ -34,3 +34,22 @@ export function perTokenQuantileThresholds(
   }
   return Array.from(sums, (s) => s / tokens);
 }
+
+/**
+ * The alternative statistic: one quantile of |x| over all values pooled together
+ * (tokens × channels). Holds the values of every chunk at once.
+ */
+export function pooledQuantileThresholds(
+  chunks: readonly Float32Array[],
+  keep: readonly number[],
+): number[] {
+  const n = chunks.reduce((a, c) => a + c.length, 0);
+  const all = new Float32Array(n);
+  let o = 0;
+  for (const c of chunks) {
+    for (let i = 0; i < c.length; i++) all[o + i] = Math.abs(c[i]);
+    o += c.length;
+  }
+  all.sort();
+  return keep.map((k) => quantileSorted(all, 1 - k));
+}

@@ -181,3 +181,12 @@ export function logSoftmax(logits: Float32Array): Float64Array {
   for (let i = 0; i < logits.length; i++) out[i] = logits[i] - lse;
   return out;
 }
+
+/** −log softmax(row)[target] for the row of `n` logits at `off`, without allocating. */
+export function nll(logits: Float32Array, off: number, n: number, target: number): number {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < n; i++) if (logits[off + i] > max) max = logits[off + i];
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += Math.exp(logits[off + i] - max);
+  return max + Math.log(sum) - logits[off + target];
+}

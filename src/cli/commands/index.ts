@@ -1,5 +1,6 @@
 import type { Command } from '../io.ts';
 import { bench } from './bench.ts';
+import { calibrateCommand } from './calibrate.ts';
 import { convert } from './convert.ts';
 import { generate } from './generate.ts';
 import { info } from './info.ts';
@@ -7,4 +8,12 @@ import { logits } from './logits.ts';
 import { perplexity } from './perplexity.ts';
 
 /** Every command, in the order `actsparse --help` lists them. */
-export const commands: readonly Command[] = [info, generate, logits, perplexity, convert, bench];
+export const commands: readonly Command[] = [
+  info,
+  generate,
+  logits,
+  perplexity,
+  calibrateCommand,
+  convert,
+  bench,
+];

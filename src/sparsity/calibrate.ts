@@ -1,0 +1,319 @@
+/**
+ * A calibration run from data to a run directory:
+ *
+ *   journal.jsonl     config, then one line per decided site (written as it goes), so
+ *                     that `resume` after a kill finishes with byte-identical files
+ *   thresholds.json   λ per site with provenance and measured sparsity (plan.ts)
+ *   calibration.csv   every evaluated candidate: block, site, K, λ, loss, ratio, accepted
+ *   config.json       the effective configuration
+ */
+import { createHash } from 'node:crypto';
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { UserError } from '../errors.ts';
+import { loadCorpus, splitDocuments, tokenizeDocuments, tokenWindows } from '../eval/documents.ts';
+import type { Tokenizer } from '../io/tokenizer.ts';
+import type { LanguageModel } from '../models/model.ts';
+import { ModelEvaluator } from './evaluator.ts';
+import { headMacShare, macWeighted, measureSparsity, type ThresholdsFile } from './plan.ts';
+import { denseDecisions, paperSearch, type SiteDecision, uniformSearch } from './search.ts';
+import { tealSearch } from './teal.ts';
+
+export interface CalibrationConfig {
+  method: 'paper' | 'uniform' | 'teal' | 'none';
+  /** `brown` or a .txt / .jsonl path. */
+  data: string;
+  docs: number;
+  ctx: number;
+  windows: number;
+  seed: number;
+  statistic: 'per-token' | 'pooled';
+  lossInc: number;
+  grid: 'linear' | 'exp';
+  startK: number;
+  kNum: number;
+  faithful: boolean;
+  /** uniform: K at every site. */
+  keep: number;
+  /** teal: MAC-weighted sparsity to reach in every block. */
+  targetSparsity: number;
+}
+
+export interface ModelSource {
+  file: string;
+  fileSha256: string;
+  tool: { name: string; version: string };
+}
+
+export interface CalibrationWindows {
+  windows: number[][];
+  /** Windows of the same size from the held-out documents (up to as many). */
+  heldOut: number[][];
+  documents: string[];
+  description: string;
+  sha256: string;
+}
+
+/** Calibration windows from the configured data (held-out documents set aside). */
+export function calibrationWindows(
+  cfg: CalibrationConfig,
+  tokenizer: Tokenizer,
+): CalibrationWindows {
+  const corpus = loadCorpus(cfg.data);
+  const split = splitDocuments(corpus.docs, cfg.docs, cfg.seed);
+  const tokens = tokenizeDocuments(
+    split.calibration.map((d) => d.text),
+    tokenizer,
+  );
+  const windows = tokenWindows(tokens, cfg.ctx + 1, cfg.windows);
+  if (windows.length < cfg.windows) {
+    throw new UserError(
+      `${cfg.data}: ${split.calibration.length} calibration documents give ${tokens.length} tokens, ` +
+        `${windows.length} windows of ${cfg.ctx + 1}; ${cfg.windows} were requested`,
+      'Use more --docs, a smaller --ctx, or fewer --windows.',
+    );
+  }
+  const hash = createHash('sha256');
+  for (const w of windows) hash.update(new Uint8Array(Int32Array.from(w).buffer));
+  const heldTokens = tokenizeDocuments(
+    split.heldOut.map((d) => d.text),
+    tokenizer,
+  );
+  return {
+    windows,
+    heldOut: tokenWindows(heldTokens, cfg.ctx + 1, cfg.windows),
+    documents: split.calibration.map((d) => d.id),
+    description: corpus.description,
+    sha256: hash.digest('hex'),
+  };
+}
+
+export interface CalibrateOptions {
+  resume: boolean;
+  /** Called after each site: sites done, total. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface CalibrationResult {
+  plan: ThresholdsFile;
+  /** Sites decided in this process (the rest came from the journal). */
+  decidedNow: number;
+}
+
+const stable = (x: unknown) => JSON.stringify(x);
+
+export function calibrate(
+  model: LanguageModel,
+  tokenizer: Tokenizer,
+  source: ModelSource,
+  cfg: CalibrationConfig,
+  outDir: string,
+  opts: CalibrateOptions,
+): CalibrationResult {
+  const data = calibrationWindows(cfg, tokenizer);
+  const header = { config: cfg, model: model.fingerprint, data: data.sha256 };
+  const journalPath = join(outDir, 'journal.jsonl');
+
+  // Nothing a user made is overwritten: a finished run or a journal needs a decision.
+  let done: SiteDecision[] = [];
+  if (existsSync(join(outDir, 'thresholds.json')) && !opts.resume) {
+    throw new UserError(
+      `${outDir} already holds a finished calibration`,
+      'Choose another --out directory.',
+    );
+  }
+  if (existsSync(journalPath)) {
+    if (!opts.resume) {
+      throw new UserError(
+        `${outDir} holds an unfinished calibration (journal.jsonl)`,
+        'Pass --resume to finish it, or choose another --out directory.',
+      );
+    }
+    const lines = readFileSync(journalPath, 'utf8').split('\n').filter(Boolean);
+    if (lines[0] !== stable(header)) {
+      throw new UserError(
+        `${journalPath} was written for another model, data or configuration`,
+        'Resume with exactly the same command, or start a new --out directory.',
+      );
+    }
+    // A line cut short by a kill is dropped: that site is simply decided again.
+    for (const l of lines.slice(1)) {
+      try {
+        done.push(JSON.parse(l) as SiteDecision);
+      } catch {
+        break;
+      }
+    }
+    writeFileSync(journalPath, `${[lines[0], ...done.map(stable)].join('\n')}\n`);
+  } else {
+    mkdirSync(outDir, { recursive: true });
+    writeFileSync(journalPath, `${stable(header)}\n`);
+    done = [];
+  }
+
+  const natural = measureSparsity(model, data.windows);
+  const ev = new ModelEvaluator(model, data.windows, cfg.statistic);
+  const denseLoss = ev.loss();
+  const total = model.thresholds.length;
+  let decidedNow = 0;
+  const hooks = {
+    done,
+    onSite: (d: SiteDecision) => {
+      appendFileSync(journalPath, `${stable(d)}\n`);
+      decidedNow++;
+      opts.onProgress?.(d.g + 1, total);
+    },
+  };
+  let decisions: SiteDecision[];
+  switch (cfg.method) {
+    case 'paper':
+      decisions = paperSearch(ev, cfg, hooks);
+      break;
+    case 'uniform':
+      decisions = uniformSearch(ev, cfg.keep, hooks);
+      break;
+    case 'teal':
+      decisions = tealSearch(ev, model, cfg.targetSparsity, hooks);
+      break;
+    case 'none':
+      decisions = denseDecisions(ev, hooks);
+      break;
+  }
+  const finalLoss = ev.loss();
+  const measured = measureSparsity(model, data.windows);
+  // Held-out loss, dense and with the thresholds, on documents calibration never saw.
+  const heldOut = { windows: data.heldOut.length, denseLoss: Number.NaN, sparseLoss: Number.NaN };
+  if (data.heldOut.length) {
+    const chosen = Float32Array.from(model.thresholds);
+    heldOut.sparseLoss = new ModelEvaluator(model, data.heldOut).loss();
+    model.setThresholds(new Float32Array(chosen.length));
+    heldOut.denseLoss = new ModelEvaluator(model, data.heldOut).loss();
+    model.setThresholds(chosen);
+  }
+
+  const plan: ThresholdsFile = {
+    formatVersion: 1,
+    kind: 'actsparse.thresholds',
+    tool: source.tool,
+    model: {
+      file: source.file,
+      fileSha256: source.fileSha256,
+      fingerprint: model.fingerprint,
+      architecture: model.arch,
+      nLayer: model.nLayer,
+      nEmbd: model.nEmbd,
+      nVocab: model.nVocab,
+      comparison: model.sites.comparison,
+      sitesPerBlock: model.sites.perBlock.map((s) => s.id),
+    },
+    data: {
+      description: data.description,
+      sha256: data.sha256,
+      documents: data.documents,
+      windows: data.windows.length,
+      ctx: cfg.ctx,
+      tokens: data.windows.length * cfg.ctx,
+      seed: cfg.seed,
+      tokenizer: `${tokenizer.kind} (${tokenizer.source})`,
+    },
+    method: { name: cfg.method, params: methodParams(cfg) },
+    results: {
+      denseLoss,
+      finalLoss,
+      lossGrowth: finalLoss / denseLoss,
+      heldOut: heldOut.windows ? heldOut : null,
+      sparsity: {
+        macWeighted: macWeighted(model, measured),
+        naturalMacWeighted: macWeighted(model, natural),
+        headMacShare: headMacShare(model),
+      },
+      // Counted from the decisions, not the process, so a resumed run reports the same.
+      work: searchWork(decisions, model.nLayer, data.windows.length * cfg.ctx, cfg.method),
+    },
+    sites: decisions.map((d) => ({
+      block: d.block,
+      site: d.site,
+      k: d.k,
+      lambda: d.lambda,
+      sparsity: measured[d.g],
+      naturalSparsity: natural[d.g],
+      loss: Number.isFinite(d.loss) ? d.loss : null,
+    })),
+  };
+  const csv = ['block,site,k,lambda,loss,ratio,accepted'];
+  for (const d of decisions) {
+    for (const c of d.candidates)
+      csv.push([c.block, c.site, c.k, c.lambda, c.loss, c.ratio, c.accepted].join(','));
+  }
+  writeAtomic(join(outDir, 'calibration.csv'), `${csv.join('\n')}\n`);
+  writeAtomic(
+    join(outDir, 'config.json'),
+    `${JSON.stringify({ formatVersion: 1, ...cfg }, null, 2)}\n`,
+  );
+  writeAtomic(join(outDir, 'thresholds.json'), `${JSON.stringify(plan, null, 2)}\n`);
+  return { plan, decidedNow };
+}
+
+/**
+ * Work in block-token forwards. Ours: a statistics pass runs one block; a candidate of a
+ * site in block b runs blocks b … N−1 (teal's runs one); moving to the next block runs
+ * one; the dense and final losses run all N. The authors' way runs all N blocks for
+ * every statistics pass and every candidate.
+ */
+function searchWork(decisions: readonly SiteDecision[], N: number, tokens: number, method: string) {
+  let ours = 2 * N + (N - 1);
+  let authors = 2 * N;
+  let statisticsPasses = 0;
+  let lossEvaluations = 0;
+  for (const d of decisions) {
+    if (method !== 'none') {
+      statisticsPasses++;
+      ours += 1;
+      authors += N;
+    }
+    const n = d.candidates.length;
+    lossEvaluations += n;
+    ours += n * (method === 'teal' ? 1 : N - d.block);
+    authors += n * N;
+  }
+  return {
+    blockTokens: ours * tokens,
+    authorsBlockTokens: authors * tokens,
+    lossEvaluations,
+    statisticsPasses,
+  };
+}
+
+function methodParams(cfg: CalibrationConfig): Record<string, unknown> {
+  const common = { statistic: cfg.statistic };
+  switch (cfg.method) {
+    case 'paper':
+      return {
+        ...common,
+        lossInc: cfg.lossInc,
+        grid: cfg.grid,
+        startK: cfg.startK,
+        kNum: cfg.kNum,
+        faithful: cfg.faithful,
+      };
+    case 'uniform':
+      return { ...common, keep: cfg.keep };
+    case 'teal':
+      return { ...common, targetSparsity: cfg.targetSparsity };
+    case 'none':
+      return {};
+  }
+}
+
+function writeAtomic(path: string, text: string): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
