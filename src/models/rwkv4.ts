@@ -9,7 +9,6 @@
 import { FormatError } from '../errors.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import type { Backend, Linear } from '../tensor/backend.ts';
-import { layerNorm, reluSquare, sigmoid, timeShiftMix } from '../tensor/reference.ts';
 import {
   applyThreshold,
   type LanguageModel,
@@ -197,7 +196,7 @@ export class Rwkv4 implements LanguageModel<Rwkv4State> {
     // x = LN(emb[tok]; ln0) depends on the token only: apply ln0 to the table once.
     const emb = readWeight(ckpt, 'emb.weight', [V, d], fp);
     parameters += V * d;
-    layerNorm(emb, emb, vec('blocks.0.ln0.weight'), vec('blocks.0.ln0.bias'), V, d);
+    backend.ops.layerNorm(emb, emb, vec('blocks.0.ln0.weight'), vec('blocks.0.ln0.bias'), V, d);
 
     const blocks: Block[] = [];
     for (let i = 0; i < cfg.nLayer; i++) {
@@ -289,7 +288,7 @@ export class Rwkv4 implements LanguageModel<Rwkv4State> {
   logits(x: Float32Array, T: number): Float32Array {
     const d = this.nEmbd;
     const xn = new Float32Array(T * d);
-    layerNorm(xn, x, this.lnOut[0], this.lnOut[1], T, d);
+    this.backend.ops.layerNorm(xn, x, this.lnOut[0], this.lnOut[1], T, d);
     const out = new Float32Array(T * this.nVocab);
     if (T === 1) this.backend.gemv(out, this.head, xn);
     else this.backend.gemm(out, this.head, xn, T);
@@ -301,6 +300,7 @@ export class Rwkv4 implements LanguageModel<Rwkv4State> {
     const { nEmbd: d, nFfn: f } = this.config;
     const blk = this.blocks[b];
     const be = this.backend;
+    const ops = be.ops;
     const att = blk.att;
     const xx = new Float32Array(T * d);
     const xm = new Float32Array(T * d);
@@ -309,41 +309,53 @@ export class Rwkv4 implements LanguageModel<Rwkv4State> {
     const r = new Float32Array(T * d);
 
     // ---- time-mix
-    layerNorm(xx, x, blk.ln1[0], blk.ln1[1], T, d);
+    ops.layerNorm(xx, x, blk.ln1[0], blk.ln1[1], T, d);
     const attX = state.vec(b, 0);
     // xk = xx·mix_k + sx·(1−mix_k), and alike for r and v
-    timeShiftMix(xm, xx, attX, att.mixK, T, d);
+    ops.timeShiftMix(xm, xx, attX, att.mixK, T, d);
     this.site(b, S['att.key'], xm, T);
     be.gemm(k, att.key, xm, T);
-    timeShiftMix(xm, xx, attX, att.mixR, T, d);
+    ops.timeShiftMix(xm, xx, attX, att.mixR, T, d);
     this.site(b, S['att.receptance'], xm, T);
     be.gemm(r, att.receptance, xm, T);
-    sigmoid(r, r);
-    timeShiftMix(xm, xx, attX, att.mixV, T, d);
+    ops.sigmoid(r, r);
+    ops.timeShiftMix(xm, xx, attX, att.mixV, T, d);
     this.site(b, S['att.value'], xm, T);
     be.gemm(v, att.value, xm, T);
     attX.set(xx.subarray((T - 1) * d));
 
     // The WKV recurrence, token by token; xm becomes σ(r)·wkv.
-    wkv(xm, k, v, r, att.decay, att.first, state.vec(b, 1), state.vec(b, 2), state.vec(b, 3), T, d);
+    ops.wkv4(
+      xm,
+      k,
+      v,
+      r,
+      att.decay,
+      att.first,
+      state.vec(b, 1),
+      state.vec(b, 2),
+      state.vec(b, 3),
+      T,
+      d,
+    );
     this.site(b, S['att.output'], xm, T);
     be.gemm(k, att.output, xm, T);
     for (let i = 0; i < T * d; i++) x[i] += k[i];
 
     // ---- channel-mix: σ(Wr xr) · (Wv relu(Wk xk)²)
     const ffn = blk.ffn;
-    layerNorm(xx, x, blk.ln2[0], blk.ln2[1], T, d);
+    ops.layerNorm(xx, x, blk.ln2[0], blk.ln2[1], T, d);
     const ffnX = state.vec(b, 4);
-    timeShiftMix(xm, xx, ffnX, ffn.mixR, T, d);
+    ops.timeShiftMix(xm, xx, ffnX, ffn.mixR, T, d);
     this.site(b, S['ffn.receptance'], xm, T);
     be.gemm(r, ffn.receptance, xm, T);
-    sigmoid(r, r);
-    timeShiftMix(xm, xx, ffnX, ffn.mixK, T, d);
+    ops.sigmoid(r, r);
+    ops.timeShiftMix(xm, xx, ffnX, ffn.mixK, T, d);
     this.site(b, S['ffn.key'], xm, T);
     ffnX.set(xx.subarray((T - 1) * d));
     const hidden = new Float32Array(T * f);
     be.gemm(hidden, ffn.key, xm, T);
-    reluSquare(hidden, hidden);
+    ops.reluSquare(hidden, hidden);
     this.site(b, S['ffn.value'], hidden, T);
     be.gemm(v, ffn.value, hidden, T);
     for (let i = 0; i < T * d; i++) x[i] += r[i] * v[i];
@@ -357,12 +369,13 @@ export class Rwkv4 implements LanguageModel<Rwkv4State> {
     const { nEmbd: d } = this.config;
     const s = this.scratch;
     const x = s.x;
+    const ops = this.backend.ops;
     if (!Number.isInteger(token) || token < 0 || token >= this.nVocab) {
       throw new RangeError(`token ${token} is outside the vocabulary (0..${this.nVocab - 1})`);
     }
     x.set(this.emb.subarray(token * d, (token + 1) * d));
     for (let b = 0; b < this.nLayer; b++) this.stepBlock(b, state);
-    layerNorm(s.xx, x, this.lnOut[0], this.lnOut[1], 1, d);
+    ops.layerNorm(s.xx, x, this.lnOut[0], this.lnOut[1], 1, d);
     this.backend.gemv(s.logits, this.head, s.xx);
     return s.logits;
   }
@@ -379,37 +392,50 @@ export class Rwkv4 implements LanguageModel<Rwkv4State> {
     const blk = this.blocks[b];
     const att = blk.att;
     const g0 = b * RWKV4_SITES.length;
+    const ops = this.backend.ops;
 
-    layerNorm(xx, x, blk.ln1[0], blk.ln1[1], 1, d);
+    ops.layerNorm(xx, x, blk.ln1[0], blk.ln1[1], 1, d);
     const attX = state.vec(b, 0);
-    timeShiftMix(xm, xx, attX, att.mixK, 1, d);
+    ops.timeShiftMix(xm, xx, attX, att.mixK, 1, d);
     this.site(b, S['att.key'], xm, 1);
     this.linear(k, att.key, xm, g0 + S['att.key']);
-    timeShiftMix(xm, xx, attX, att.mixR, 1, d);
+    ops.timeShiftMix(xm, xx, attX, att.mixR, 1, d);
     this.site(b, S['att.receptance'], xm, 1);
     this.linear(r, att.receptance, xm, g0 + S['att.receptance']);
-    sigmoid(r, r);
-    timeShiftMix(xm, xx, attX, att.mixV, 1, d);
+    ops.sigmoid(r, r);
+    ops.timeShiftMix(xm, xx, attX, att.mixV, 1, d);
     this.site(b, S['att.value'], xm, 1);
     this.linear(v, att.value, xm, g0 + S['att.value']);
     attX.set(xx);
-    wkv(xm, k, v, r, att.decay, att.first, state.vec(b, 1), state.vec(b, 2), state.vec(b, 3), 1, d);
+    ops.wkv4(
+      xm,
+      k,
+      v,
+      r,
+      att.decay,
+      att.first,
+      state.vec(b, 1),
+      state.vec(b, 2),
+      state.vec(b, 3),
+      1,
+      d,
+    );
     this.site(b, S['att.output'], xm, 1);
     this.linear(k, att.output, xm, g0 + S['att.output']);
     for (let i = 0; i < d; i++) x[i] += k[i];
 
     const ffn = blk.ffn;
-    layerNorm(xx, x, blk.ln2[0], blk.ln2[1], 1, d);
+    ops.layerNorm(xx, x, blk.ln2[0], blk.ln2[1], 1, d);
     const ffnX = state.vec(b, 4);
-    timeShiftMix(xm, xx, ffnX, ffn.mixR, 1, d);
+    ops.timeShiftMix(xm, xx, ffnX, ffn.mixR, 1, d);
     this.site(b, S['ffn.receptance'], xm, 1);
     this.linear(r, ffn.receptance, xm, g0 + S['ffn.receptance']);
-    sigmoid(r, r);
-    timeShiftMix(xm, xx, ffnX, ffn.mixK, 1, d);
+    ops.sigmoid(r, r);
+    ops.timeShiftMix(xm, xx, ffnX, ffn.mixK, 1, d);
     this.site(b, S['ffn.key'], xm, 1);
     this.linear(hidden, ffn.key, xm, g0 + S['ffn.key']);
     ffnX.set(xx);
-    reluSquare(hidden, hidden);
+    ops.reluSquare(hidden, hidden);
     this.site(b, S['ffn.value'], hidden, 1);
     this.linear(v, ffn.value, hidden, g0 + S['ffn.value']);
     for (let i = 0; i < d; i++) x[i] += r[i] * v[i];
@@ -435,58 +461,5 @@ class StepScratch {
     this.r = new Float32Array(d);
     this.hidden = new Float32Array(f);
     this.logits = new Float32Array(V);
-  }
-}
-
-/**
- * The WKV recurrence over T tokens, with the shared exponent pp keeping exp() finite:
- *
- *   ww = u + k; q = max(pp, ww); e1 = exp(pp − q); e2 = exp(ww − q)
- *   wkv = (e1·aa + e2·v) / (e1·bb + e2)
- *   ww = pp + w; q = max(ww, k); e1 = exp(ww − q); e2 = exp(k − q)
- *   aa ← e1·aa + e2·v; bb ← e1·bb + e2; pp ← q
- *
- * Writes out[t, i] = σ(r)[t, i] · wkv[t, i]; updates aa, bb, pp in place.
- */
-function wkv(
-  out: Float32Array,
-  k: Float32Array,
-  v: Float32Array,
-  r: Float32Array,
-  w: Float32Array,
-  u: Float32Array,
-  aa: Float32Array,
-  bb: Float32Array,
-  pp: Float32Array,
-  T: number,
-  d: number,
-): void {
-  for (let i = 0; i < d; i++) {
-    let a = aa[i];
-    let bsum = bb[i];
-    let p = pp[i];
-    const wi = w[i];
-    const ui = u[i];
-    for (let t = 0; t < T; t++) {
-      const j = t * d + i;
-      const kt = k[j];
-      const vt = v[j];
-      let ww = ui + kt;
-      let q = Math.max(p, ww);
-      let e1 = Math.exp(p - q);
-      let e2 = Math.exp(ww - q);
-      out[j] = (r[j] * (e1 * a + e2 * vt)) / (e1 * bsum + e2);
-      ww = p + wi;
-      q = Math.max(ww, kt);
-      e1 = Math.exp(ww - q);
-      e2 = Math.exp(kt - q);
-      // The state stays float32, as in the reference implementations.
-      a = Math.fround(e1 * a + e2 * vt);
-      bsum = Math.fround(e1 * bsum + e2);
-      p = Math.fround(q);
-    }
-    aa[i] = a;
-    bb[i] = bsum;
-    pp[i] = p;
   }
 }

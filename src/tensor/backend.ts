@@ -23,8 +23,50 @@ export interface PrepareOptions {
   sparse?: boolean;
 }
 
+/**
+ * Optional faster versions of the per-element work of a model (the same signatures as
+ * reference.ts); a backend without them uses the reference functions.
+ */
+export interface ElementwiseOps {
+  layerNorm(
+    out: Float32Array,
+    x: Float32Array,
+    weight: Float32Array,
+    bias: Float32Array,
+    rows: number,
+    n: number,
+    eps?: number,
+  ): void;
+  timeShiftMix(
+    out: Float32Array,
+    x: Float32Array,
+    prev: Float32Array,
+    mix: Float32Array,
+    tokens: number,
+    n: number,
+  ): void;
+  sigmoid(out: Float32Array, x: Float32Array, n?: number): void;
+  reluSquare(out: Float32Array, x: Float32Array, n?: number): void;
+  /** RWKV-4's WKV recurrence over T tokens of width d (reference.ts `wkv4`). */
+  wkv4(
+    out: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    r: Float32Array,
+    w: Float32Array,
+    u: Float32Array,
+    aa: Float32Array,
+    bb: Float32Array,
+    pp: Float32Array,
+    T: number,
+    d: number,
+  ): void;
+}
+
 export interface Backend {
   readonly name: BackendName;
+  /** Per-element kernels (layer norm, WKV, …); the reference when a backend has none. */
+  readonly ops: ElementwiseOps;
   /** One line for `info`/`bench`, e.g. "native (OpenBLAS, 2 threads)". */
   readonly description: string;
   /** Takes W [rows, cols] row-major (PyTorch [out, in]); `w` may be kept or copied. */
@@ -48,8 +90,18 @@ interface JsLinear extends Linear {
 }
 
 /** The reference backend: plain TypeScript, always available. */
+/** The reference elementwise kernels. */
+export const referenceOps: ElementwiseOps = {
+  layerNorm: ref.layerNorm,
+  timeShiftMix: ref.timeShiftMix,
+  sigmoid: ref.sigmoid,
+  reluSquare: ref.reluSquare,
+  wkv4: ref.wkv4,
+};
+
 export const jsBackend: Backend = {
   name: 'js',
+  ops: referenceOps,
   description: 'js (TypeScript reference kernels, 1 thread)',
   prepare(w, rows, cols, opts = {}) {
     if (w.length !== rows * cols) throw new Error(`prepare: ${w.length} values != ${rows}×${cols}`);

@@ -14,7 +14,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type { Backend, Linear, PrepareOptions } from '../backend.ts';
+import { type Backend, type Linear, type PrepareOptions, referenceOps } from '../backend.ts';
 
 /** An addon weight handle (an N-API External); opaque to TypeScript. */
 type Handle = { readonly __nativeWeight: 'NativeWeight' };
@@ -123,6 +123,7 @@ function describe(a: Addon): string {
 function makeBackend(a: Addon): Backend {
   return {
     name: 'native',
+    ops: referenceOps,
     get description() {
       return describe(a);
     },

@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Backend, Linear, PrepareOptions } from '../backend.ts';
+import { type Backend, type Linear, type PrepareOptions, referenceOps } from '../backend.ts';
 import { Heap, MAX_WASM_BYTES, type WasmMemory } from './heap.ts';
 import {
   BLOCK,
@@ -126,6 +126,8 @@ const GEMM_SCRATCH_BYTES = 16 * 1024 * 1024;
 
 class WasmBackendImpl implements WasmBackend {
   readonly name = 'wasm';
+  // Elementwise work stays in JS: copying activations into wasm memory would cost as much.
+  readonly ops = referenceOps;
   readonly description = 'wasm (SIMD128 kernels, 1 thread)';
   private readonly heap: Heap;
   private scratchPtr = 0;
