@@ -2,6 +2,7 @@ import type { Command } from '../io.ts';
 import { bench } from './bench.ts';
 import { calibrateCommand } from './calibrate.ts';
 import { convert } from './convert.ts';
+import { evalCommand } from './eval.ts';
 import { generate } from './generate.ts';
 import { info } from './info.ts';
 import { logits } from './logits.ts';
@@ -14,6 +15,7 @@ export const commands: readonly Command[] = [
   logits,
   perplexity,
   calibrateCommand,
+  evalCommand,
   convert,
   bench,
 ];

@@ -1,0 +1,86 @@
+/**
+ * One evaluation of a model as it is configured (dense, or with thresholds): zero-shot
+ * tasks and held-out text loss, with the per-site sparsity measured while it ran.
+ */
+import type { Tokenizer } from '../io/tokenizer.ts';
+import type { LanguageModel } from '../models/model.ts';
+import { ModelEvaluator } from '../sparsity/evaluator.ts';
+import { macWeighted } from '../sparsity/plan.ts';
+import { scoreRequests } from './scorer.ts';
+import { computeMetrics } from './tasks/metrics.ts';
+import type { Item, Metrics, Scored } from './tasks/task.ts';
+
+export interface TaskInput {
+  name: string;
+  items: Item[];
+}
+
+export interface TextInput {
+  name: string;
+  windows: number[][];
+}
+
+export interface EvalRun {
+  tasks: Record<string, { metrics: Metrics; items: number; seconds: number; scores: Scored[][] }>;
+  texts: Record<string, { meanNll: number; perplexity: number; tokens: number; seconds: number }>;
+  /** Fraction of zeros per site over everything this run fed the model. */
+  siteSparsity: number[];
+  macWeightedSparsity: number;
+}
+
+export function evaluate(
+  model: LanguageModel,
+  tokenizer: Tokenizer,
+  tasks: readonly TaskInput[],
+  texts: readonly TextInput[],
+  onProgress?: (label: string, done: number, total: number) => void,
+): EvalRun {
+  const zeros = new Float64Array(model.thresholds.length);
+  const total = new Float64Array(model.thresholds.length);
+  const per = model.sites.perBlock;
+  const prev = model.observer;
+  model.observer = (g, x, T) => {
+    const n = T * per[g % per.length].cols;
+    let z = 0;
+    for (let i = 0; i < n; i++) if (x[i] === 0) z++;
+    zeros[g] += z;
+    total[g] += n;
+  };
+  const run: EvalRun = { tasks: {}, texts: {}, siteSparsity: [], macWeightedSparsity: 0 };
+  try {
+    for (const { name, items } of tasks) {
+      const t0 = performance.now();
+      // All requests of the task at once: items sharing a context share its run.
+      const flat = items.flatMap((it) => it.requests);
+      const scored = scoreRequests(model, tokenizer, flat, (d, n) => onProgress?.(name, d, n));
+      let o = 0;
+      const scores = items.map((it) => {
+        const s = scored.slice(o, o + it.requests.length);
+        o += it.requests.length;
+        return s;
+      });
+      run.tasks[name] = {
+        metrics: computeMetrics(items, scores),
+        items: items.length,
+        seconds: (performance.now() - t0) / 1000,
+        scores,
+      };
+    }
+    for (const { name, windows } of texts) {
+      const t0 = performance.now();
+      const meanNll = new ModelEvaluator(model, windows).loss();
+      run.texts[name] = {
+        meanNll,
+        perplexity: Math.exp(meanNll),
+        tokens: windows.reduce((a, w) => a + w.length - 1, 0),
+        seconds: (performance.now() - t0) / 1000,
+      };
+      onProgress?.(name, 1, 1);
+    }
+  } finally {
+    model.observer = prev;
+  }
+  run.siteSparsity = Array.from(zeros, (z, g) => (total[g] ? z / total[g] : 0));
+  run.macWeightedSparsity = macWeighted(model, run.siteSparsity);
+  return run;
+}

@@ -1,0 +1,85 @@
+/** The log-likelihood scorer: lm-eval's token split, shared contexts equal to naive runs, greedy. */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { encodeRequest, scoreNaive, scoreRequests } from '../src/eval/scorer.ts';
+import { memoryCheckpoint } from '../src/io/memory.ts';
+import { loadTokenizer } from '../src/io/tokenizer.ts';
+import { randomRwkv4 } from '../src/models/random.ts';
+import { Rwkv4 } from '../src/models/rwkv4.ts';
+import { jsBackend } from '../src/tensor/backend.ts';
+import { needsShared, shared } from './helpers/shared.ts';
+
+const bytes = loadTokenizer('bytes');
+const model = Rwkv4.load(
+  memoryCheckpoint(randomRwkv4({ nLayer: 2, nEmbd: 32, nVocab: 256, seed: 21 })),
+  jsBackend,
+);
+
+describe('scorer', () => {
+  test('token split: prefix first, trailing context whitespace moves to the continuation', () => {
+    const e = encodeRequest({ context: 'Q: a?\nAnswer: ', continuation: 'yes' }, bytes);
+    assert.deepEqual(e.context, [10, ...Buffer.from('Q: a?\nAnswer:')]);
+    assert.deepEqual(e.continuation, [...Buffer.from(' yes')]);
+    // An empty context is the prefix token alone.
+    assert.deepEqual(encodeRequest({ context: '', continuation: 'x' }, bytes).context, [10]);
+  });
+
+  test(
+    'NeoX: the continuation is whole[len(enc(context)):]',
+    needsShared('tokenizers/20B_tokenizer.json'),
+    () => {
+      const neox = loadTokenizer(shared('tokenizers/20B_tokenizer.json'));
+      const req = { context: 'Question: What is 2+2?\nAnswer:', continuation: ' four' };
+      const e = encodeRequest(req, neox);
+      const whole = neox.encode(req.context + req.continuation);
+      assert.equal(e.context[0], 187);
+      assert.deepEqual([...e.context.slice(1), ...e.continuation], whole);
+      assert.equal(neox.decode(e.continuation), ' four');
+    },
+  );
+
+  test('shared-context scoring equals scoring every request whole', () => {
+    const reqs = [
+      { context: 'The cat sat on the', continuation: ' mat' },
+      { context: 'The cat sat on the', continuation: ' hat, then slept' },
+      { context: 'The cat sat on the ', continuation: 'roof' },
+      { context: 'Another context', continuation: ' x' },
+      { context: '', continuation: 'empty context' },
+    ];
+    const a = scoreRequests(model, bytes, reqs);
+    const b = scoreNaive(model, bytes, reqs);
+    a.forEach((s, i) => {
+      assert.ok(
+        Math.abs(s.logLikelihood - b[i].logLikelihood) < 1e-4,
+        `${i}: ${s.logLikelihood} vs ${b[i].logLikelihood}`,
+      );
+      assert.equal(s.greedy, b[i].greedy);
+      assert.equal(s.tokens, b[i].tokens);
+    });
+    assert.ok(a.every((s) => s.logLikelihood < 0));
+  });
+
+  test('greedy is true exactly when every continuation token is the argmax', () => {
+    // Generate the greedy continuation of a context, then score it and a changed copy.
+    const ctx = 'Once upon a time';
+    const state = model.newState();
+    let logits = model.forward([10, ...Buffer.from(ctx)], state, { logits: 'last' });
+    const gen: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const next = logits.indexOf(Math.max(...logits));
+      gen.push(next);
+      logits = model.step(next, state);
+    }
+    // Keep to tokens that survive a UTF-8 round trip so the request text is exact.
+    const text = Buffer.from(gen).toString('latin1');
+    const cont = Buffer.from(text, 'latin1');
+    const asBytes = { ...bytes, encode: (s: string) => [...Buffer.from(s, 'latin1')] };
+    const [hit] = scoreRequests(model, asBytes, [{ context: ctx, continuation: text }]);
+    assert.equal(hit.tokens, cont.length);
+    assert.equal(hit.greedy, true);
+    const changed = String.fromCharCode(text.charCodeAt(0) ^ 1) + text.slice(1);
+    const [miss] = scoreRequests(model, asBytes, [{ context: ctx, continuation: changed }]);
+    assert.equal(miss.greedy, false);
+    assert.ok(miss.logLikelihood < hit.logLikelihood);
+  });
+});
