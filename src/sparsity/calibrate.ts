@@ -22,7 +22,13 @@ import { loadCorpus, splitDocuments, tokenizeDocuments, tokenWindows } from '../
 import type { Tokenizer } from '../io/tokenizer.ts';
 import type { LanguageModel } from '../models/model.ts';
 import { ModelEvaluator } from './evaluator.ts';
-import { headMacShare, macWeighted, measureSparsity, type ThresholdsFile } from './plan.ts';
+import {
+  headMacShare,
+  macWeighted,
+  measureSparsity,
+  modelFacts,
+  type ThresholdsFile,
+} from './plan.ts';
 import { denseDecisions, paperSearch, type SiteDecision, uniformSearch } from './search.ts';
 import { tealSearch } from './teal.ts';
 
@@ -205,13 +211,7 @@ export function calibrate(
     model: {
       file: source.file,
       fileSha256: source.fileSha256,
-      fingerprint: model.fingerprint,
-      architecture: model.arch,
-      nLayer: model.nLayer,
-      nEmbd: model.nEmbd,
-      nVocab: model.nVocab,
-      comparison: model.sites.comparison,
-      sitesPerBlock: model.sites.perBlock.map((s) => s.id),
+      ...modelFacts(model),
     },
     data: {
       description: data.description,

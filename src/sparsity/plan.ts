@@ -36,6 +36,10 @@ export const ThresholdsFile = z.object({
     nVocab: z.number().int(),
     comparison: z.enum(['gt', 'ge']),
     sitesPerBlock: z.array(z.string()),
+    /** The linear layer each site feeds: cols inputs → rows outputs (for cost models). */
+    siteShapes: z.array(
+      z.object({ id: z.string(), rows: z.number().int(), cols: z.number().int() }),
+    ),
   }),
   data: z.object({
     description: z.string(),
@@ -78,6 +82,20 @@ export const ThresholdsFile = z.object({
 });
 export type ThresholdsFile = z.infer<typeof ThresholdsFile>;
 export type SiteResult = z.infer<typeof Site>;
+
+/** The model facts a thresholds or results file records, for checks and cost models. */
+export function modelFacts(model: LanguageModel) {
+  return {
+    fingerprint: model.fingerprint,
+    architecture: model.arch,
+    nLayer: model.nLayer,
+    nEmbd: model.nEmbd,
+    nVocab: model.nVocab,
+    comparison: model.sites.comparison,
+    sitesPerBlock: model.sites.perBlock.map((s) => s.id),
+    siteShapes: model.sites.perBlock.map((s) => ({ id: s.id, rows: s.rows, cols: s.cols })),
+  };
+}
 
 /** Reads and validates a thresholds file; every problem is a UserError naming the file. */
 export function readThresholds(path: string): ThresholdsFile {

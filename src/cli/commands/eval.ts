@@ -11,6 +11,7 @@ import {
 } from '../../eval/documents.ts';
 import { type EvalRun, evaluate, type TaskInput, type TextInput } from '../../eval/evaluate.ts';
 import { getTask, resolveTaskPath, TASKS } from '../../eval/tasks/registry.ts';
+import { modelFacts } from '../../sparsity/plan.ts';
 import { modelOptions, num, parse, positionals, str } from '../args.ts';
 import { openModel } from '../common.ts';
 import type { Command } from '../io.ts';
@@ -159,9 +160,9 @@ export const evalCommand: Command = {
         })),
       },
       dense: sparse ? { results: metricsOf(dense), heldOut: textOf(dense) } : null,
+      model: { file: resolve(path), ...modelFacts(model) },
       config: {
         model: resolve(path),
-        fingerprint: model.fingerprint,
         thresholds: str(p, 'thresholds') ? resolve(str(p, 'thresholds')!) : null,
         tasks: tasks.map((t) => t.name),
         taskDir: taskDir ? resolve(taskDir) : null,
