@@ -33,7 +33,7 @@ const args = (out: string) => [
   '--ctx',
   '128',
   '--windows',
-  '16',
+  '8',
   '--loss-inc',
   '1.002',
   '--backend',
