@@ -63,8 +63,11 @@ export interface LanguageModel<S extends ModelState = ModelState> {
   readonly fingerprint: string;
 
   // Layer by layer, for calibration: forward = logits(block(…block(embed(tokens)))).
-  /** x [T, d] for the tokens. */
-  embed(tokens: ArrayLike<number>): Float32Array;
+  /**
+   * x [T, d] for the tokens; `state` says where they continue (positions, for models
+   * with learned positions); without it they start a sequence.
+   */
+  embed(tokens: ArrayLike<number>, state?: S): Float32Array;
   /** Runs block `b` on x [T, d] in place, advancing that block's part of `state`. */
   block(b: number, x: Float32Array, T: number, state: S): void;
   /** logits [T, vocab] from the last block's output x [T, d]. */
