@@ -6,8 +6,8 @@
 import { cpus } from 'node:os';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import { memoryCheckpoint } from '../io/memory.ts';
+import { loadModel } from '../models/load.ts';
 import { randomRwkv4 } from '../models/random.ts';
-import { RWKV4_SITES, Rwkv4 } from '../models/rwkv4.ts';
 import { perTokenQuantileThresholds } from '../sparsity/quantile.ts';
 import type { Backend } from '../tensor/backend.ts';
 import * as native from '../tensor/native/index.ts';
@@ -219,15 +219,17 @@ function benchModel(
     : `random RWKV-4 ${shape.nLayer}x${shape.nEmbd}, vocab ${shape.nVocab}`;
   log(`model: loading ${source}`);
   const ckpt = o.checkpoint ?? memoryCheckpoint(randomRwkv4({ ...shape, seed: 1 }));
-  const model = Rwkv4.load(ckpt, backend, { sparse: true });
-  const { nLayer, nEmbd: d, nFfn: f, nVocab: V } = model.config;
-  const weightBytesPerToken = 4 * (nLayer * (5 * d * d + 2 * d * f) + V * d);
+  const model = loadModel(ckpt, backend, { sparse: true });
+  const { nLayer, nEmbd: d, nVocab: V } = model;
+  const per = model.sites.perBlock;
+  // Every block-site weight is read once per token, and the head.
+  const weightBytesPerToken = 4 * (nLayer * per.reduce((a, s) => a + s.rows * s.cols, 0) + V * d);
 
   // λ per site for the target sparsity, from the dense model's activations on a short text.
   const probe = Array.from({ length: 64 }, (_, i) => (i * 7919 + 13) % V);
   const lambdas = new Float32Array(model.thresholds.length);
   model.observer = (site, x, tokens) => {
-    const cols = model.sites.perBlock[site % RWKV4_SITES.length].cols;
+    const cols = per[site % per.length].cols;
     lambdas[site] = perTokenQuantileThresholds(x, tokens, cols, [1 - o.sparsity])[0];
   };
   model.forward(probe, model.newState());
@@ -280,7 +282,7 @@ function benchModel(
   return {
     source,
     backend: backend.description,
-    shape: `${nLayer}x${d} (ffn ${f}, vocab ${V})`,
+    shape: `${model.arch} ${nLayer}x${d} (vocab ${V})`,
     weightBytesPerToken,
     decodeDense: dense,
     floorTokensPerSec: bandwidth ? (bandwidth * 1e9) / weightBytesPerToken : null,
@@ -323,7 +325,7 @@ export function formatBench(r: BenchResult): string {
   }
   const m = r.model;
   if (m) {
-    lines.push('', `RWKV-4 ${m.shape}: ${m.source}`, `  backend ${m.backend}`);
+    lines.push('', `model ${m.shape}: ${m.source}`, `  backend ${m.backend}`);
     lines.push(`  weights read per token ${(m.weightBytesPerToken / 1e6).toFixed(1)} MB`);
     const floor = m.floorTokensPerSec;
     lines.push(
