@@ -8,10 +8,20 @@
  * size ≤ 1. The kernels sum in other orders (and with FMA), which moves fp32 results by
  * ~1e-6 at these sizes; |got − want| ≤ 1e-4 + 1e-4·|want| leaves room for that, while a
  * wrong index, a dropped tail element or a stale accumulator is off by ≥ 1e-2.
+ *
+ * The elementwise ops (Backend.ops) compute in double like the reference where it does
+ * (all but sigmoid's float32 exp), so they are held to 1e-6 (layer norm, token
+ * shift: relative; sigmoid: absolute) and 1e-5 (wkv4, relative); relu² must be exact.
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { type Backend, jsBackend, type Linear } from '../src/tensor/backend.ts';
+import {
+  type Backend,
+  type ElementwiseOps,
+  jsBackend,
+  type Linear,
+  referenceOps,
+} from '../src/tensor/backend.ts';
 import {
   blasUnavailableReason,
   info,
@@ -23,7 +33,7 @@ import {
   useBlas,
 } from '../src/tensor/native/index.ts';
 import * as ref from '../src/tensor/reference.ts';
-import { assertClose } from './helpers/assert.ts';
+import { assertClose, type CloseOptions } from './helpers/assert.ts';
 
 const reason = nativeUnavailableReason();
 const ci = process.env.CI === 'true';
@@ -261,5 +271,316 @@ describe('native backend behaviour', { skip }, () => {
     assert.ok(Number.isFinite(gbs) && gbs > 0.1, `${gbs} GB/s`);
     assert.equal(info().threads, before, 'thread count restored');
     assert.throws(() => memoryReadBandwidth(1000, 1), /between 1 MiB/);
+  });
+});
+
+// ---- Elementwise ops (Backend.ops) against reference.ts, for every SIMD level ----
+
+const WIDTHS = [1, 3, 17, 64, 192, 1000];
+const STEPS = [1, 2, 5, 33, 256];
+
+/** The SIMD levels this CPU offers (each op table is tested at each). */
+function simdLevels(): ('avx512' | 'avx2' | 'scalar')[] {
+  if (reason) return [];
+  const list = (['avx512', 'avx2', 'scalar'] as const).filter((level) => {
+    try {
+      setSimd(level);
+      return true;
+    } catch {
+      return false; // this CPU lacks it
+    }
+  });
+  setSimd('auto');
+  return list;
+}
+
+/** Inputs of one RWKV-4 time-mix of T tokens × d channels, as the model produces them. */
+function wkvInputs(T: number, d: number, seed: number) {
+  const k = random(T * d, seed).map((x) => 3 * x);
+  const v = random(T * d, seed + 1);
+  const r = random(T * d, seed + 2).map((x) => 1 / (1 + Math.exp(-2 * x))); // σ(r)
+  const w = random(d, seed + 3).map((x) => -Math.exp(2 * x)); // −exp(time_decay)
+  const u = random(d, seed + 4);
+  // The model's initial state (aa = bb = 0, pp = −1e30) on even seeds, a carried one on odd.
+  const fresh = seed % 2 === 0;
+  const aa = fresh ? new Float32Array(d) : random(d, seed + 5);
+  const bb = fresh ? new Float32Array(d) : random(d, seed + 6).map((x) => 1.5 + x);
+  const pp = fresh ? new Float32Array(d).fill(-1e30) : random(d, seed + 7).map((x) => 2 * x);
+  return { k, v, r, w, u, aa, bb, pp };
+}
+
+type WkvInputs = ReturnType<typeof wkvInputs>;
+
+/** assertClose for arrays with NaN and ±inf: those must sit at the same places. */
+function assertCloseSpecial(got: Float32Array, want: Float32Array, opts: CloseOptions): void {
+  const special = (a: Float32Array) => [...a].map((v) => (Number.isFinite(v) ? 0 : v));
+  assert.deepEqual(special(got), special(want), `${opts.label}: NaN and ±inf`);
+  const finite = (a: Float32Array) => a.map((v) => (Number.isFinite(v) ? v : 0));
+  assertClose(finite(got), finite(want), opts);
+}
+
+/** Runs wkv4 on copies of the state: out [T, d] and the updated aa, bb, pp. */
+function runWkv(ops: ElementwiseOps, x: WkvInputs, T: number, d: number) {
+  const s = { aa: x.aa.slice(), bb: x.bb.slice(), pp: x.pp.slice() };
+  const out = new Float32Array(T * d).fill(Number.NaN);
+  ops.wkv4(out, x.k, x.v, x.r, x.w, x.u, s.aa, s.bb, s.pp, T, d);
+  return { out, ...s };
+}
+
+for (const simd of simdLevels()) {
+  describe(`native elementwise ops: ${simd}`, () => {
+    const ops = (): ElementwiseOps => {
+      setSimd(simd);
+      return loadNativeBackend()!.ops;
+    };
+    after(() => setSimd('auto'));
+
+    test('layerNorm, timeShiftMix, sigmoid and reluSquare match the reference', () => {
+      const o = ops();
+      assert.notEqual(o.layerNorm, ref.layerNorm, 'the native backend has its own ops');
+      let seed = 5000;
+      for (const d of WIDTHS) {
+        for (const T of STEPS) {
+          const n = T * d;
+          const label = `T=${T} d=${d}`;
+          // Rows with an offset and a spread, as a residual stream has.
+          const x = random(n, seed++).map((v, i) => 3 * v + (i % 7) - 2);
+          const w = random(d, seed++);
+          const b = random(d, seed++);
+          const got = new Float32Array(n).fill(Number.NaN);
+          const want = new Float32Array(n);
+          o.layerNorm(got, x, w, b, T, d);
+          ref.layerNorm(want, x, w, b, T, d);
+          assertClose(got, want, { atol: 1e-6, rtol: 1e-6, label: `layerNorm ${label}` });
+
+          const prev = random(d, seed++);
+          const mix = random(d, seed++).map((v) => (v + 1) / 2);
+          o.timeShiftMix(got, x, prev, mix, T, d);
+          ref.timeShiftMix(want, x, prev, mix, T, d);
+          assertClose(got, want, { atol: 1e-6, rtol: 1e-6, label: `timeShiftMix ${label}` });
+
+          const z = random(n, seed++).map((v) => 12 * v); // σ saturates at both ends
+          o.sigmoid(got, z);
+          ref.sigmoid(want, z);
+          assertClose(got, want, { atol: 1e-6, label: `sigmoid ${label}` });
+
+          // relu² is exact: (a + |a|)/2 squared is one rounding in float32 and in double.
+          o.reluSquare(got, z);
+          ref.reluSquare(want, z);
+          assert.deepEqual(got, want, `reluSquare ${label}`);
+        }
+      }
+    });
+
+    test('in place, defaults and special values behave as in the reference', () => {
+      const o = ops();
+      const x = random(3 * 17, 77).map((v) => 4 * v);
+      const w = random(17, 78);
+      const b = random(17, 79);
+      // layerNorm in place (as Rwkv4.load does on the embedding), and eps given explicitly.
+      const want = new Float32Array(x.length);
+      ref.layerNorm(want, x, w, b, 3, 17, 1e-5);
+      const inPlace = x.slice();
+      o.layerNorm(inPlace, inPlace, w, b, 3, 17);
+      assertClose(inPlace, want, { atol: 1e-6, rtol: 1e-6, label: 'layerNorm in place' });
+      const got = new Float32Array(x.length);
+      o.layerNorm(got, x, w, b, 3, 17, 0.5);
+      ref.layerNorm(want, x, w, b, 3, 17, 0.5);
+      assertClose(got, want, { atol: 1e-6, rtol: 1e-6, label: 'layerNorm eps = 0.5' });
+      // n defaults to out.length; a given n leaves the rest of out alone.
+      const s = x.slice();
+      o.sigmoid(s, s);
+      ref.sigmoid(want, x);
+      assertClose(s, want, { atol: 1e-6, label: 'sigmoid in place' });
+      const part = new Float32Array(x.length).fill(9);
+      o.reluSquare(part, x, 20);
+      assert.deepEqual(part.subarray(20), new Float32Array(x.length - 20).fill(9));
+      // Special values: NaN stays NaN, ±inf saturate, −inf → NaN in relu² as in the reference.
+      const special = new Float32Array([
+        Number.NaN,
+        Number.POSITIVE_INFINITY,
+        Number.NEGATIVE_INFINITY,
+        -0,
+        0,
+        3e38,
+        -3e38,
+        1e-40,
+        -89,
+        89,
+        -104,
+        104,
+        16,
+        -16,
+        0.5,
+        -0.5,
+        1e-7,
+      ]);
+      const a = new Float32Array(special.length);
+      const e = new Float32Array(special.length);
+      o.sigmoid(a, special);
+      ref.sigmoid(e, special);
+      assertCloseSpecial(a, e, { atol: 1e-6, label: 'sigmoid special values' });
+      assert.ok(Number.isNaN(a[0]));
+      o.reluSquare(a, special);
+      ref.reluSquare(e, special);
+      assert.deepEqual(a, e, 'reluSquare special values');
+    });
+
+    test('wkv4 matches the reference (output and float32 state)', () => {
+      const o = ops();
+      let seed = 6000;
+      for (const d of WIDTHS) {
+        for (const T of STEPS) {
+          const x = wkvInputs(T, d, seed++);
+          const got = runWkv(o, x, T, d);
+          const want = runWkv(referenceOps, x, T, d);
+          for (const key of ['out', 'aa', 'bb', 'pp'] as const) {
+            assertClose(got[key], want[key], {
+              atol: 1e-6,
+              rtol: 1e-5,
+              label: `wkv4 ${key} T=${T} d=${d} seed ${seed - 1}`,
+            });
+          }
+        }
+      }
+    });
+
+    test('wkv4 carries its state: two calls equal one', () => {
+      const o = ops();
+      for (const [T1, T2, d] of [
+        [1, 1, 17],
+        [5, 28, 192],
+        [100, 156, 64],
+        [200, 56, 1000],
+      ]) {
+        const T = T1 + T2;
+        const x = wkvInputs(T, d, 7000 + T + d);
+        const one = runWkv(o, x, T, d);
+        const s = { aa: x.aa.slice(), bb: x.bb.slice(), pp: x.pp.slice() };
+        const out = new Float32Array(T * d);
+        const first = (a: Float32Array) => a.subarray(0, T1 * d);
+        const rest = (a: Float32Array) => a.subarray(T1 * d);
+        o.wkv4(first(out), first(x.k), first(x.v), first(x.r), x.w, x.u, s.aa, s.bb, s.pp, T1, d);
+        o.wkv4(rest(out), rest(x.k), rest(x.v), rest(x.r), x.w, x.u, s.aa, s.bb, s.pp, T2, d);
+        // The state lives in float32 between tokens in both cases: identical bits.
+        assert.deepEqual(out, one.out, `out ${T1}+${T2} d=${d}`);
+        assert.deepEqual([s.aa, s.bb, s.pp], [one.aa, one.bb, one.pp], `state ${T1}+${T2}`);
+      }
+    });
+
+    test('wkv4 on extreme inputs: no NaN where the reference has none', () => {
+      const o = ops();
+      const [T, d] = [33, 64];
+      const x = wkvInputs(T, d, 8000); // fresh state: pp = −1e30
+      // k at ±60 and 0, decays from −1e-4 to −e⁸, bonuses ±30: exps far out of range.
+      for (let j = 0; j < T * d; j++) x.k[j] = [60, -60, 0, 59.5, -30][j % 5];
+      for (let i = 0; i < d; i++) {
+        x.w[i] = -Math.exp(-9 + (17 * i) / (d - 1));
+        x.u[i] = i % 2 ? 30 : -30;
+      }
+      const got = runWkv(o, x, T, d);
+      const want = runWkv(referenceOps, x, T, d);
+      for (const key of ['out', 'aa', 'bb', 'pp'] as const) {
+        assert.ok(!want[key].some(Number.isNaN), `the reference has no NaN in ${key}`);
+        assert.ok(!got[key].some(Number.isNaN), `NaN in ${key}`);
+        assertClose(got[key], want[key], { atol: 1e-6, rtol: 1e-5, label: `extreme ${key}` });
+      }
+      // Infinite and NaN inputs give NaN exactly where the reference gives it.
+      const y = wkvInputs(T, d, 8002);
+      y.k[5] = Number.POSITIVE_INFINITY;
+      y.k[d + 6] = Number.NEGATIVE_INFINITY;
+      y.v[2 * d + 7] = Number.NaN;
+      y.pp[8] = Number.NEGATIVE_INFINITY;
+      y.u[9] = Number.POSITIVE_INFINITY;
+      const g = runWkv(o, y, T, d);
+      const e = runWkv(referenceOps, y, T, d);
+      for (const key of ['out', 'aa', 'bb', 'pp'] as const) {
+        assertCloseSpecial(g[key], e[key], { atol: 1e-6, rtol: 1e-5, label: `inf/NaN ${key}` });
+      }
+    });
+
+    test('one and two threads give identical results', () => {
+      const o = ops();
+      const [T, d] = [256, 1000]; // past both parallel thresholds
+      const x = wkvInputs(T, d, 9001);
+      const z = random(T * d, 9002);
+      const w = random(d, 9003);
+      const results = [1, 2].map((threads) => {
+        setThreads(threads);
+        const ln = new Float32Array(T * d);
+        o.layerNorm(ln, z, w, x.u, T, d);
+        const mix = new Float32Array(T * d);
+        o.timeShiftMix(mix, z, w, x.u, T, d);
+        const sg = new Float32Array(T * d);
+        o.sigmoid(sg, z);
+        return [ln, mix, sg, ...Object.values(runWkv(o, x, T, d))];
+      });
+      setThreads(2);
+      assert.deepEqual(results[1], results[0]);
+    });
+  });
+}
+
+describe('native elementwise ops: bad arguments', { skip }, () => {
+  test('sizes, types and overlaps give clear errors, never out-of-bounds access', () => {
+    const o = loadNativeBackend()!.ops;
+    const f = (n: number) => new Float32Array(n);
+    assert.throws(() => o.sigmoid(f(4), f(3)), {
+      name: 'RangeError',
+      message: /sigmoid: x has 3 values; needs n = 4/,
+    });
+    assert.throws(() => o.sigmoid(f(4), f(8), 5), /out has 4 values; needs n = 5/);
+    assert.throws(() => o.reluSquare(f(4), new Float64Array(4) as unknown as Float32Array), {
+      name: 'TypeError',
+      message: /reluSquare: x must be a Float32Array/,
+    });
+    assert.throws(() => o.sigmoid(f(4), f(4), -1), { name: 'RangeError', message: /n must be/ });
+    assert.throws(() => o.sigmoid(f(4), f(4), 1.5), /integer/);
+    assert.throws(
+      () => o.layerNorm(f(6), f(6), f(2), f(3), 2, 3),
+      /weight has 2 values; needs n = 3/,
+    );
+    assert.throws(
+      () => o.layerNorm(f(6), f(5), f(3), f(3), 2, 3),
+      /x has 5 values; needs rows·n = 6/,
+    );
+    assert.throws(() => o.layerNorm(f(6), f(6), f(3), f(3), 2, 3, '1e-5' as unknown as number), {
+      name: 'TypeError',
+      message: /eps must be a number/,
+    });
+    assert.throws(() => o.timeShiftMix(f(6), f(6), f(2), f(3), 2, 3), /prev has 2 values/);
+    const [T, d] = [3, 4];
+    const args = () => [f(T * d), f(T * d), f(T * d), f(T * d), f(d), f(d), f(d), f(d), f(d)];
+    for (const [i, name] of ['out', 'k', 'v', 'r', 'w', 'u', 'aa', 'bb', 'pp'].entries()) {
+      const a = args();
+      a[i] = f(a[i].length - 1);
+      const [out, k, v, r, w, u, aa, bb, pp] = a;
+      assert.throws(() => o.wkv4(out, k, v, r, w, u, aa, bb, pp, T, d), {
+        name: 'RangeError',
+        message: new RegExp(`wkv4: ${name} has ${a[i].length} values; needs (T·d|d) =`),
+      });
+    }
+    const [out, k, v, r, w, u, aa, bb, pp] = args();
+    assert.throws(() => o.wkv4(out, k, v, r, w, u, aa, bb, pp, T, 2 ** 31), /d must be/);
+    // In place is allowed where the kernel reads each value before writing it…
+    o.sigmoid(out, out);
+    o.wkv4(k, k, v, r, w, u, aa, bb, pp, T, d);
+    o.layerNorm(out, out, w, u, T, d);
+    // …any other overlap is refused.
+    const buf = f(64);
+    assert.throws(
+      () => o.sigmoid(buf.subarray(0, 8), buf.subarray(4, 12)),
+      /same array or not overlap/,
+    );
+    assert.throws(() => o.timeShiftMix(out, out, w, u, T, d), /out and x must not overlap/);
+    assert.throws(() => o.wkv4(out, k, v, r, w, u, aa, aa, pp, T, d), /aa and bb must not overlap/);
+    assert.throws(() => o.wkv4(out, k, v, r, w, u, aa, bb, r.subarray(0, d), T, d), /pp and r/);
+    assert.throws(() => o.wkv4(w, k, v, r, w, u, aa, bb, pp, 1, d), /out and w must not overlap/);
+    // Nothing was written by a refused call, and zero sizes are no-ops.
+    const y = f(4).fill(7);
+    o.layerNorm(y, y, f(0), f(0), 0, 4);
+    o.timeShiftMix(y, f(4), f(0), f(0), 0, 4);
+    o.wkv4(f(0), f(0), f(0), f(0), f(0), f(0), f(0), f(0), f(0), 5, 0);
+    assert.deepEqual([...y], [7, 7, 7, 7]);
   });
 });

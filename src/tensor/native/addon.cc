@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include "elementwise.h"
 #include "ops.h"
 
 namespace {
@@ -16,6 +17,14 @@ constexpr napi_type_tag kWeightTag = {0x6163747370617273ULL, 0x6e61746976657731U
 
 [[noreturn]] void fail(Napi::Env env, const std::string& what) {
   throw Napi::Error::New(env, what);
+}
+
+// A value of the wrong kind (TypeError) or outside what the call allows (RangeError).
+[[noreturn]] void failType(Napi::Env env, const std::string& what) {
+  throw Napi::TypeError::New(env, what);
+}
+[[noreturn]] void failRange(Napi::Env env, const std::string& what) {
+  throw Napi::RangeError::New(env, what);
 }
 
 Weight& weightArg(const Napi::CallbackInfo& info, size_t i, const char* fn) {
@@ -34,12 +43,13 @@ Napi::Float32Array floatsArg(const Napi::CallbackInfo& info, size_t i, const cha
                              const char* name, size_t need, const char* needWhat) {
   const Napi::Value v = info[i];
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-    fail(info.Env(), std::string(fn) + ": " + name + " must be a Float32Array");
+    failType(info.Env(), std::string(fn) + ": " + name + " must be a Float32Array");
   }
   Napi::Float32Array a = v.As<Napi::Float32Array>();
   if (a.ElementLength() < need) {
-    fail(info.Env(), std::string(fn) + ": " + name + " has " + std::to_string(a.ElementLength()) +
-                         " values; needs " + needWhat + " = " + std::to_string(need));
+    failRange(info.Env(), std::string(fn) + ": " + name + " has " +
+                              std::to_string(a.ElementLength()) + " values; needs " + needWhat +
+                              " = " + std::to_string(need));
   }
   return a;
 }
@@ -49,7 +59,9 @@ size_t countArg(const Napi::CallbackInfo& info, size_t i, const char* fn, const 
   const Napi::Value v = info[i];
   const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
   if (!(d >= 0 && d < 2147483648.0 && std::floor(d) == d)) {
-    fail(info.Env(), std::string(fn) + ": " + name + " must be an integer in [0, 2^31)");
+    const std::string what = std::string(fn) + ": " + name + " must be an integer in [0, 2^31)";
+    if (v.IsNumber()) failRange(info.Env(), what);
+    failType(info.Env(), what);
   }
   return static_cast<size_t>(d);
 }
@@ -189,6 +201,146 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// ---- Elementwise ops (reference.ts signatures; ElementwiseOps in backend.ts) ----
+
+// A Float32Array argument: its data and the count of values the op reads or writes.
+struct Span {
+  float* data;
+  size_t used;
+  const char* name;
+};
+
+// One napi call per array (these ops are called per token in step mode).
+Span spanArg(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name) {
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  const napi_status st =
+      napi_get_typedarray_info(info.Env(), info[i], &type, &length, &data, nullptr, nullptr);
+  if (st != napi_ok || type != napi_float32_array) {
+    failType(info.Env(), std::string(fn) + ": " + name + " must be a Float32Array");
+  }
+  return Span{static_cast<float*>(data), length, name};
+}
+
+// Checks that `s` has at least `need` values and records that the op uses that many.
+void require(Napi::Env env, const char* fn, Span& s, size_t need, const char* needWhat) {
+  if (s.used < need) {
+    failRange(env, std::string(fn) + ": " + s.name + " has " + std::to_string(s.used) +
+                       " values; needs " + needWhat + " = " + std::to_string(need));
+  }
+  s.used = need;
+}
+
+Span floatsNeed(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name,
+                size_t need, const char* needWhat) {
+  Span s = spanArg(info, i, fn, name);
+  require(info.Env(), fn, s, need, needWhat);
+  return s;
+}
+
+// `out` is written while `in` is read (or written): their used ranges must not overlap,
+// except that with `inPlace` `in` may be `out` itself (the kernel reads each value before
+// it writes that value, and nothing else).
+void checkApart(Napi::Env env, const char* fn, const Span& out, const Span& in, bool inPlace) {
+  const char* o0 = reinterpret_cast<const char*>(out.data);
+  const char* i0 = reinterpret_cast<const char*>(in.data);
+  const size_t ob = out.used * sizeof(float), ib = in.used * sizeof(float);
+  if (ob == 0 || ib == 0 || o0 >= i0 + ib || i0 >= o0 + ob) return;
+  if (inPlace && o0 == i0 && ob == ib) return;
+  fail(env, std::string(fn) + ": " + out.name + " and " + in.name +
+                (inPlace ? " must be the same array or not overlap" : " must not overlap"));
+}
+
+// `n` when given, else the default (the reference's `n = out.length`).
+size_t countOr(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name,
+               size_t fallback) {
+  return info[i].IsUndefined() ? fallback : countArg(info, i, fn, name);
+}
+
+// layerNorm(out, x, weight, bias, rows, n, eps = 1e-5)
+Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
+  const char* fn = "layerNorm";
+  const size_t rows = countArg(info, 4, fn, "rows"), n = countArg(info, 5, fn, "n");
+  double eps = 1e-5;
+  if (!info[6].IsUndefined()) {
+    if (!info[6].IsNumber()) failType(info.Env(), "layerNorm: eps must be a number");
+    eps = info[6].As<Napi::Number>().DoubleValue();
+  }
+  const size_t vec = rows > 0 ? n : 0;  // weight and bias are not read for 0 rows
+  const Span out = floatsNeed(info, 0, fn, "out", rows * n, "rows·n");
+  const Span x = floatsNeed(info, 1, fn, "x", rows * n, "rows·n");
+  const Span w = floatsNeed(info, 2, fn, "weight", vec, "n");
+  const Span b = floatsNeed(info, 3, fn, "bias", vec, "n");
+  checkApart(info.Env(), fn, out, x, true);
+  checkApart(info.Env(), fn, out, w, false);
+  checkApart(info.Env(), fn, out, b, false);
+  act::layerNorm(out.data, x.data, w.data, b.data, rows, n, eps);
+  return info.Env().Undefined();
+}
+
+// timeShiftMix(out, x, prev, mix, tokens, n)
+Napi::Value TimeShiftMix(const Napi::CallbackInfo& info) {
+  const char* fn = "timeShiftMix";
+  const size_t tokens = countArg(info, 4, fn, "tokens"), n = countArg(info, 5, fn, "n");
+  const size_t vec = tokens > 0 ? n : 0;
+  const Span out = floatsNeed(info, 0, fn, "out", tokens * n, "tokens·n");
+  const Span x = floatsNeed(info, 1, fn, "x", tokens * n, "tokens·n");
+  const Span prev = floatsNeed(info, 2, fn, "prev", vec, "n");
+  const Span mix = floatsNeed(info, 3, fn, "mix", vec, "n");
+  // Not even in place: token t reads x_{t−1}, which out_{t−1} would have replaced.
+  checkApart(info.Env(), fn, out, x, false);
+  checkApart(info.Env(), fn, out, prev, false);
+  checkApart(info.Env(), fn, out, mix, false);
+  act::timeShiftMix(out.data, x.data, prev.data, mix.data, tokens, n);
+  return info.Env().Undefined();
+}
+
+// sigmoid(out, x, n = out.length) and reluSquare(out, x, n = out.length)
+template <void (*Op)(float*, const float*, size_t)>
+Napi::Value Unary(const Napi::CallbackInfo& info, const char* fn) {
+  Span out = spanArg(info, 0, fn, "out");
+  const size_t n = countOr(info, 2, fn, "n", out.used);
+  require(info.Env(), fn, out, n, "n");
+  const Span x = floatsNeed(info, 1, fn, "x", n, "n");
+  checkApart(info.Env(), fn, out, x, true);
+  Op(out.data, x.data, n);
+  return info.Env().Undefined();
+}
+
+Napi::Value Sigmoid(const Napi::CallbackInfo& info) { return Unary<act::sigmoid>(info, "sigmoid"); }
+
+Napi::Value ReluSquare(const Napi::CallbackInfo& info) {
+  return Unary<act::reluSquare>(info, "reluSquare");
+}
+
+// wkv4(out, k, v, r, w, u, aa, bb, pp, T, d)
+Napi::Value Wkv4(const Napi::CallbackInfo& info) {
+  const char* fn = "wkv4";
+  const size_t T = countArg(info, 9, fn, "T"), d = countArg(info, 10, fn, "d");
+  const Span out = floatsNeed(info, 0, fn, "out", T * d, "T·d");
+  const Span k = floatsNeed(info, 1, fn, "k", T * d, "T·d");
+  const Span v = floatsNeed(info, 2, fn, "v", T * d, "T·d");
+  const Span r = floatsNeed(info, 3, fn, "r", T * d, "T·d");
+  const Span w = floatsNeed(info, 4, fn, "w", d, "d");
+  const Span u = floatsNeed(info, 5, fn, "u", d, "d");
+  const Span aa = floatsNeed(info, 6, fn, "aa", d, "d");
+  const Span bb = floatsNeed(info, 7, fn, "bb", d, "d");
+  const Span pp = floatsNeed(info, 8, fn, "pp", d, "d");
+  // Written: out, aa, bb, pp; each apart from every other array, except that out may be
+  // k, v or r itself (each [t, i] is read once, just before out[t, i] is written).
+  const Span* written[] = {&out, &aa, &bb, &pp};
+  const Span* all[] = {&out, &aa, &bb, &pp, &k, &v, &r, &w, &u};
+  for (size_t a = 0; a < 4; a++) {
+    for (size_t b = a + 1; b < 9; b++) {
+      const bool inPlace = a == 0 && (all[b] == &k || all[b] == &v || all[b] == &r);
+      checkApart(info.Env(), fn, *written[a], *all[b], inPlace);
+    }
+  }
+  act::wkv4(out.data, k.data, v.data, r.data, w.data, u.data, aa.data, bb.data, pp.data, T, d);
+  return info.Env().Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   act::init();
   exports.Set("prepare", Napi::Function::New(env, Prepare));
@@ -202,6 +354,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setSimd", Napi::Function::New(env, SetSimd));
   exports.Set("useBlas", Napi::Function::New(env, UseBlas));
   exports.Set("info", Napi::Function::New(env, Info));
+  exports.Set("layerNorm", Napi::Function::New(env, LayerNorm));
+  exports.Set("timeShiftMix", Napi::Function::New(env, TimeShiftMix));
+  exports.Set("sigmoid", Napi::Function::New(env, Sigmoid));
+  exports.Set("reluSquare", Napi::Function::New(env, ReluSquare));
+  exports.Set("wkv4", Napi::Function::New(env, Wkv4));
   return exports;
 }
 

@@ -13,6 +13,10 @@
       "sources": [
         "addon.cc",
         "blas.cc",
+        "elementwise.cc",
+        "elementwise_avx2.cc",
+        "elementwise_avx512.cc",
+        "elementwise_scalar.cc",
         "kernels_avx2.cc",
         "kernels_avx512.cc",
         "kernels_scalar.cc",

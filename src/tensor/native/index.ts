@@ -3,7 +3,8 @@
  * into build/native/actsparse.node). Its own kernels come in AVX-512, AVX2 and scalar
  * versions, chosen at run time from the CPU. GEMM goes through OpenBLAS when the build
  * found it, unless the own kernels are AVX-512 (which measured faster, see `useBlas`);
- * GEMV and sparse GEMV use the own kernels. A pool of persistent threads
+ * GEMV and sparse GEMV use the own kernels, and so do the per-element ops (`ops`: layer
+ * norm, token shift, sigmoid, relu², the WKV recurrence). A pool of persistent threads
  * (2 on the project's machines) serves every call. Weights are copied into addon memory
  * (64-byte aligned, huge pages) by `prepare` and freed by `release` (or, as a safety net,
  * when the Linear is garbage-collected).
@@ -14,7 +15,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { type Backend, type Linear, type PrepareOptions, referenceOps } from '../backend.ts';
+import type { Backend, ElementwiseOps, Linear, PrepareOptions } from '../backend.ts';
 
 /** An addon weight handle (an N-API External); opaque to TypeScript. */
 type Handle = { readonly __nativeWeight: 'NativeWeight' };
@@ -32,8 +33,13 @@ export interface NativeInfo {
   threads: number;
 }
 
-/** The exports of actsparse.node (src/tensor/native/addon.cc). */
-interface Addon {
+/**
+ * The exports of actsparse.node (src/tensor/native/addon.cc). The elementwise ops take
+ * reference.ts's arguments (sizes checked, defaults `eps = 1e-5` and `n = out.length`
+ * applied in C++); an output may be its elementwise input itself (in place), but must not
+ * otherwise overlap another argument.
+ */
+interface Addon extends ElementwiseOps {
   prepare(w: Float32Array, rows: number, cols: number, sparse: boolean): Handle;
   release(h: Handle): void;
   bytes(h: Handle): number;
@@ -47,7 +53,20 @@ interface Addon {
   info(): NativeInfo & { blasReason: string | null };
 }
 
-const EXPORTS = ['prepare', 'release', 'bytes', 'gemv', 'gemm', 'sparseGemv', 'readBandwidth'];
+const EXPORTS = [
+  'prepare',
+  'release',
+  'bytes',
+  'gemv',
+  'gemm',
+  'sparseGemv',
+  'readBandwidth',
+  'layerNorm',
+  'timeShiftMix',
+  'sigmoid',
+  'reluSquare',
+  'wkv4',
+];
 // Resolves to <project root>/build/native from both src/tensor/native/ and dist/tensor/native/.
 const ADDON_URL = new URL('../../../build/native/actsparse.node', import.meta.url);
 const REBUILD = 'run `node scripts/build-native.mjs` (needs a C++ compiler and Python 3)';
@@ -121,9 +140,17 @@ function describe(a: Addon): string {
 }
 
 function makeBackend(a: Addon): Backend {
+  // The addon's functions themselves: no JavaScript wrapper between caller and C++.
+  const ops: ElementwiseOps = {
+    layerNorm: a.layerNorm,
+    timeShiftMix: a.timeShiftMix,
+    sigmoid: a.sigmoid,
+    reluSquare: a.reluSquare,
+    wkv4: a.wkv4,
+  };
   return {
     name: 'native',
-    ops: referenceOps,
+    ops,
     get description() {
       return describe(a);
     },

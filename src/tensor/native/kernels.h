@@ -10,6 +10,8 @@
 
 namespace act {
 
+struct ElementwiseKernels;  // elementwise.h
+
 struct Kernels {
   const char* name;
   // GEMM register tile: `tileRows` weight rows × `panel` tokens (X is packed in panels).
@@ -33,6 +35,8 @@ struct Kernels {
   // Reads n floats (n a multiple of 64, 64-byte aligned) as four streams and returns
   // their sum: the memory-bandwidth probe.
   float (*readSum)(const float* p, size_t n);
+  // The per-element kernels of the same instruction set.
+  const ElementwiseKernels* elementwise;
 };
 
 const Kernels& scalarKernels();

@@ -2,6 +2,8 @@
 // kernels_avx512.cc with 8-lane vectors). Function-level target attributes, see there.
 #include "kernels.h"
 
+#include "elementwise.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
@@ -195,7 +197,8 @@ ACT_AVX2 float readSum(const float* p, size_t n) {
   return hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 }
 
-const Kernels kAvx2 = {"avx2", kTileRows, kPanel, gemvRows, axpyRows, nonzero, gemmRows, readSum};
+const Kernels kAvx2 = {"avx2", kTileRows, kPanel, gemvRows, axpyRows, nonzero,
+                       gemmRows, readSum, &kElementwiseAvx2};
 
 }  // namespace
 

@@ -3,6 +3,8 @@
 // before ops.cc has checked the CPU (__builtin_cpu_supports).
 #include "kernels.h"
 
+#include "elementwise.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 // GCC 12 at -O3 flags the deliberately undefined vector inside _mm512_reduce_add_ps.
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -200,8 +202,8 @@ ACT_AVX512 float readSum(const float* p, size_t n) {
   return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
-const Kernels kAvx512 = {"avx512", kTileRows, kPanel,   gemvRows,
-                         axpyRows, nonzero,   gemmRows, readSum};
+const Kernels kAvx512 = {"avx512", kTileRows, kPanel, gemvRows, axpyRows, nonzero,
+                         gemmRows, readSum, &kElementwiseAvx512};
 
 }  // namespace
 

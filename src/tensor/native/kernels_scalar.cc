@@ -2,6 +2,8 @@
 // compiler may vectorize with the baseline instruction set. Correct first, not fast.
 #include "kernels.h"
 
+#include "elementwise.h"
+
 namespace act {
 namespace {
 
@@ -75,7 +77,8 @@ float readSum(const float* p, size_t n) {
   return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
 }
 
-const Kernels kScalar = {"scalar", 1, kPanel, gemvRows, axpyRows, nonzero, gemmRows, readSum};
+const Kernels kScalar = {"scalar", 1, kPanel, gemvRows, axpyRows, nonzero,
+                         gemmRows, readSum, &kElementwiseScalar};
 
 }  // namespace
 

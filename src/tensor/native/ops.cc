@@ -370,4 +370,8 @@ const char* blasName() { return blasLoaded ? blas::description() : nullptr; }
 
 const char* blasReason() { return blasLoaded ? nullptr : blas::unavailableReason(); }
 
+std::mutex& opsLock() { return opsMutex; }
+
+const Kernels& currentKernels() { return *kernels; }
+
 }  // namespace act

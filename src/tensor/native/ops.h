@@ -3,6 +3,7 @@
 // Callers (addon.cc) check every size first; these functions trust their arguments.
 #pragma once
 #include <cstddef>
+#include <mutex>
 #include <string>
 
 #include "memory.h"
@@ -51,5 +52,11 @@ bool blasForGemm();
 // The OpenBLAS that loaded, or nullptr (then blasReason() says why).
 const char* blasName();
 const char* blasReason();
+
+// For elementwise.cc: the lock every operation holds (the pool serves one job at a time),
+// and the kernel table setSimd chose, to be read with that lock held.
+struct Kernels;
+std::mutex& opsLock();
+const Kernels& currentKernels();
 
 }  // namespace act
