@@ -6,13 +6,15 @@ import { UserError } from '../errors.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import type { Backend } from '../tensor/backend.ts';
 import type { LanguageModel } from './model.ts';
+import { Opt } from './opt.ts';
 import { Rwkv4 } from './rwkv4.ts';
 
 export type Architecture = 'rwkv4' | 'rwkv5' | 'rwkv6' | 'rwkv7' | 'opt' | 'unknown';
 
 export function detectArchitecture(ckpt: Checkpoint): Architecture {
   const has = (n: string) => ckpt.tensors.has(n);
-  if (has('model.decoder.embed_tokens.weight')) return 'opt';
+  // OPTForCausalLM names; OPTModel checkpoints drop the `model.` prefix.
+  if (has('model.decoder.embed_tokens.weight') || has('decoder.embed_tokens.weight')) return 'opt';
   if (!has('emb.weight') && !has('blocks.0.ln1.weight')) return 'unknown';
   if (has('blocks.0.att.x_rwkvag') || has('blocks.0.att.x_r') || has('blocks.0.att.a0'))
     return 'rwkv7';
@@ -31,6 +33,8 @@ export function loadModel(
   switch (arch) {
     case 'rwkv4':
       return Rwkv4.load(ckpt, backend, opts);
+    case 'opt':
+      return Opt.load(ckpt, backend, opts);
     case 'unknown':
       throw new UserError(
         `${ckpt.path}: cannot tell the architecture from its ${ckpt.tensors.size} tensors`,
@@ -38,7 +42,7 @@ export function loadModel(
       );
     default:
       throw new UserError(
-        `${ckpt.path} is ${arch.toUpperCase()}, which actsparse cannot run yet (RWKV-4 is supported)`,
+        `${ckpt.path} is ${arch.toUpperCase()}, which actsparse cannot run yet (RWKV-4 and OPT are supported)`,
         '`actsparse info` and `convert` still work on it.',
       );
   }

@@ -1,7 +1,9 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { UserError } from '../../errors.ts';
 import { openCheckpoint } from '../../io/open.ts';
 import { detectArchitecture } from '../../models/load.ts';
+import { optConfig, optShape } from '../../models/opt.ts';
 import { rwkv4Config } from '../../models/rwkv4.ts';
 import { backendNotices, selectBackend } from '../../tensor/select.ts';
 import { numel } from '../../tensor/tensor.ts';
@@ -53,6 +55,31 @@ export const info: Command = {
           ['vocabulary', String(c.nVocab)],
           ['threshold sites', `${7 * c.nLayer} (7 per block)`],
         );
+      }
+      if (arch === 'opt') {
+        // Dimensions from the tensors; heads and layer-norm placement need config.json.
+        const c = optShape(ckpt);
+        rows.push(
+          ['layers', String(c.nLayer)],
+          ['hidden', String(c.nEmbd)],
+          ['ffn width', String(c.nFfn)],
+          ['vocabulary', String(c.nVocab)],
+          ['max positions', String(c.nPositions)],
+        );
+        if (c.nProj !== c.nEmbd) rows.push(['word_embed_proj_dim', String(c.nProj)]);
+        try {
+          const f = optConfig(ckpt);
+          rows.push(
+            ['heads', `${f.nHead} × ${f.nEmbd / f.nHead}`],
+            ['layer norm', f.preLN ? 'pre-LN' : 'post-LN'],
+            ['biases', f.bias ? 'yes' : 'no'],
+            ['head', f.tied ? 'tied to embed_tokens' : 'lm_head.weight'],
+          );
+        } catch (e) {
+          if (!(e instanceof UserError)) throw e;
+          rows.push(['notice', e.message]);
+        }
+        rows.push(['threshold sites', `${3 * c.nLayer} (3 per layer: qkv, fc1, fc2)`]);
       }
       const mix = [...dtypes]
         .sort((a, b) => b[1] - a[1])
