@@ -59,6 +59,26 @@ describe('scorer', () => {
     assert.ok(a.every((s) => s.logLikelihood < 0));
   });
 
+  test('a request longer than the model takes is cut on the left, as lm-eval does', () => {
+    // The same weights, seen as a model of at most 8 positions.
+    const short = Object.assign(Object.create(model), { maxContext: 8 }) as typeof model;
+    const req = { context: 'a long context of many bytes', continuation: ' end' };
+    const [got] = scoreRequests(short, bytes, [req]);
+    const all = [10, ...Buffer.from(req.context + req.continuation)];
+    const input = all.slice(all.length - 9, -1);
+    const logits = model.forward(input, model.newState());
+    let ll = 0;
+    const V = 256;
+    for (let i = 0; i < 4; i++) {
+      const row = logits.subarray((input.length - 4 + i) * V, (input.length - 3 + i) * V);
+      const max = Math.max(...row);
+      const lse = max + Math.log(row.reduce((a, v) => a + Math.exp(v - max), 0));
+      ll += row[all[all.length - 4 + i]] - lse;
+    }
+    assert.ok(Math.abs(got.logLikelihood - ll) < 1e-4, `${got.logLikelihood} vs ${ll}`);
+    assert.equal(scoreNaive(short, bytes, [req])[0].logLikelihood, got.logLikelihood);
+  });
+
   test('greedy is true exactly when every continuation token is the argmax', () => {
     // Generate the greedy continuation of a context, then score it and a changed copy.
     const ctx = 'Once upon a time';

@@ -8,6 +8,7 @@
  * from a clone of the state (`scoreRequests`). `scoreNaive` runs every request whole, for
  * testing that the two agree.
  */
+import { UserError } from '../errors.ts';
 import type { Tokenizer } from '../io/tokenizer.ts';
 import type { LanguageModel } from '../models/model.ts';
 import { nll } from '../tensor/reference.ts';
@@ -75,6 +76,18 @@ export function scoreRequests(
   const out = new Array<Scored>(requests.length);
   let done = 0;
   for (const members of groups.values()) {
+    // Too long for the model: lm-eval keeps the last max_length + 1 tokens (cut on the left).
+    const first = encoded[members[0]];
+    if (
+      first.context.length + Math.max(...members.map((i) => encoded[i].continuation.length)) - 1 >
+      model.maxContext
+    ) {
+      for (const i of members) {
+        out[i] = scoreWhole(model, encoded[i]);
+        onProgress?.(++done, requests.length);
+      }
+      continue;
+    }
     const state = model.newState();
     const last = model.forward(encoded[members[0]].context, state, { logits: 'last' }).slice();
     for (const i of members) {
@@ -89,17 +102,29 @@ export function scoreRequests(
   return out;
 }
 
+/**
+ * One request run whole from the zero state; the input is (context + continuation)
+ * without its last token, cut on the left to the model's maximum length as lm-eval does.
+ */
+function scoreWhole(model: LanguageModel, { context, continuation }: Encoded): Scored {
+  const V = model.nVocab;
+  const all = [...context, ...continuation];
+  const input = all.slice(Math.max(0, all.length - 1 - model.maxContext), -1);
+  if (continuation.length > input.length) {
+    throw new UserError(
+      `a continuation of ${continuation.length} tokens does not fit the model's ${model.maxContext} positions`,
+    );
+  }
+  const logits = model.forward(input, model.newState());
+  const off = (input.length - continuation.length) * V;
+  return scoreTokens(logits.subarray(off, off + V), logits.subarray(off + V), continuation, V);
+}
+
 /** Each request run whole from the zero state: the reference the shared scorer must equal. */
 export function scoreNaive(
   model: LanguageModel,
   tokenizer: Tokenizer,
   requests: readonly Request[],
 ): Scored[] {
-  const V = model.nVocab;
-  return requests.map((r) => {
-    const { context, continuation } = encodeRequest(r, tokenizer);
-    const logits = model.forward([...context, ...continuation].slice(0, -1), model.newState());
-    const off = (context.length - 1) * V;
-    return scoreTokens(logits.subarray(off, off + V), logits.subarray(off + V), continuation, V);
-  });
+  return requests.map((r) => scoreWhole(model, encodeRequest(r, tokenizer)));
 }

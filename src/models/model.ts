@@ -40,6 +40,8 @@ export interface LanguageModel<S extends ModelState = ModelState> {
   readonly nVocab: number;
   readonly nEmbd: number;
   readonly nLayer: number;
+  /** Longest sequence the model can take from a fresh state (∞ for RNNs). */
+  readonly maxContext: number;
   readonly backend: Backend;
   readonly sites: SiteTable;
   /** λ per global site; 0 means pass-through. Use `setThresholds` to change. */

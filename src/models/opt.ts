@@ -252,6 +252,7 @@ export class Opt implements LanguageModel<OptState> {
   readonly nVocab: number;
   readonly nEmbd: number;
   readonly nLayer: number;
+  readonly maxContext: number;
   private readonly scratch: Buffers;
 
   private constructor(
@@ -271,6 +272,7 @@ export class Opt implements LanguageModel<OptState> {
     this.nVocab = nVocab;
     this.nEmbd = d;
     this.nLayer = nLayer;
+    this.maxContext = config.nPositions;
     this.sites = {
       comparison: 'ge',
       nBlocks: nLayer,

@@ -120,6 +120,7 @@ export class Rwkv4State implements ModelState {
 
 export class Rwkv4 implements LanguageModel<Rwkv4State> {
   readonly arch = 'rwkv4';
+  readonly maxContext = Number.POSITIVE_INFINITY;
   readonly sites: SiteTable;
   readonly thresholds: Float32Array;
   observer: SiteObserver | null = null;
