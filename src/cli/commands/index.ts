@@ -4,6 +4,7 @@ import { calibrateCommand } from './calibrate.ts';
 import { convert } from './convert.ts';
 import { evalCommand } from './eval.ts';
 import { generate } from './generate.ts';
+import { hwCommand } from './hw.ts';
 import { info } from './info.ts';
 import { logits } from './logits.ts';
 import { perplexity } from './perplexity.ts';
@@ -16,6 +17,7 @@ export const commands: readonly Command[] = [
   perplexity,
   calibrateCommand,
   evalCommand,
+  hwCommand,
   convert,
   bench,
 ];

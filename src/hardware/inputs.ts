@@ -1,0 +1,306 @@
+/**
+ * What the cost model is fed: the model's shape and the measured fraction of zeros at
+ * every site, from a calibration run (thresholds.json), an evaluation run
+ * (results.json), or given explicitly for a what-if.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { UserError } from '../errors.ts';
+import { type ModelShape, rwkv4Sites, type SiteShape } from './ops.ts';
+
+export interface CostInput {
+  /** Where the numbers come from, for the report. */
+  source: string;
+  shape: ModelShape;
+  /** Fraction of zeros per global site (block-major), with thresholds. */
+  sparse: Float64Array;
+  /** The dense model's natural zeros, when known. */
+  natural: Float64Array | null;
+  notes: string[];
+}
+
+const int = z.number().int();
+const ModelFacts = z
+  .object({
+    architecture: z.string(),
+    nLayer: int.min(1).max(100_000),
+    nEmbd: int.min(1).max(1 << 24),
+    nVocab: int.min(1).max(1 << 28),
+    sitesPerBlock: z.array(z.string()).min(1),
+    siteShapes: z
+      .array(z.object({ id: z.string(), rows: int.min(1), cols: int.min(1) }))
+      .optional(),
+  })
+  .loose();
+const SiteRow = z
+  .object({
+    block: int.min(0),
+    site: z.string(),
+    sparsity: z.number().min(0).max(1),
+    naturalSparsity: z.number().min(0).max(1),
+  })
+  .loose();
+const ThresholdsLike = z
+  .object({
+    formatVersion: z.literal(1),
+    kind: z.literal('actsparse.thresholds'),
+    model: ModelFacts,
+    sites: z.array(SiteRow),
+  })
+  .loose();
+const ResultsLike = z
+  .object({
+    formatVersion: z.literal(1),
+    kind: z.literal('actsparse.eval'),
+    model: ModelFacts.optional(),
+    sparsity: z.object({ perSite: z.array(SiteRow) }).loose(),
+  })
+  .loose();
+
+function fail(file: string, error: z.ZodError, what: string): never {
+  const i = error.issues[0];
+  throw new UserError(
+    `${file}: not ${what} the cost model can use: ${i.path.join('.') || '(top)'}: ${i.message}`,
+    'Give the thresholds.json of `actsparse calibrate` or the results.json of `actsparse eval`.',
+  );
+}
+
+/** Site shapes from the file, or derived for RWKV-4 (ffn = 4·nEmbd) when it has none. */
+function shapeOf(m: z.infer<typeof ModelFacts>, file: string, notes: string[]): ModelShape {
+  let sites: SiteShape[];
+  if (m.siteShapes) {
+    sites = m.siteShapes.map((s) => ({ id: s.id, rows: s.rows, cols: s.cols }));
+    if (sites.map((s) => s.id).join() !== m.sitesPerBlock.join()) {
+      throw new UserError(
+        `${file}: model.siteShapes does not list the sites of model.sitesPerBlock`,
+      );
+    }
+  } else if (m.architecture === 'rwkv4') {
+    sites = rwkv4Sites(m.nEmbd);
+    notes.push(
+      `site shapes derived from nEmbd (ffn = 4·nEmbd = ${4 * m.nEmbd}): ${file} has no model.siteShapes`,
+    );
+  } else {
+    throw new UserError(
+      `${file}: no model.siteShapes, and they cannot be derived for ${m.architecture}`,
+      'Re-run the command that wrote it with this version of actsparse.',
+    );
+  }
+  return {
+    architecture: m.architecture,
+    nLayer: m.nLayer,
+    nEmbd: m.nEmbd,
+    nVocab: m.nVocab,
+    sites,
+  };
+}
+
+/** Per-site rows → block-major arrays, every (block, site) exactly once. */
+function siteArrays(
+  rows: z.infer<typeof SiteRow>[],
+  shape: ModelShape,
+  file: string,
+): { sparse: Float64Array; natural: Float64Array } {
+  const k = shape.sites.length;
+  const n = shape.nLayer * k;
+  if (rows.length !== n) {
+    throw new UserError(
+      `${file}: ${rows.length} per-site rows for ${shape.nLayer} blocks × ${k} sites = ${n}`,
+    );
+  }
+  const sparse = new Float64Array(n).fill(Number.NaN);
+  const natural = new Float64Array(n);
+  const index = new Map(shape.sites.map((s, i) => [s.id, i]));
+  for (const r of rows) {
+    const i = index.get(r.site);
+    if (i === undefined || r.block >= shape.nLayer) {
+      throw new UserError(`${file}: site ${r.site} of block ${r.block} is not in the model`);
+    }
+    const g = r.block * k + i;
+    if (!Number.isNaN(sparse[g])) {
+      throw new UserError(`${file}: site ${r.site} of block ${r.block} appears twice`);
+    }
+    sparse[g] = r.sparsity;
+    natural[g] = r.naturalSparsity;
+  }
+  return { sparse, natural };
+}
+
+/** From a parsed thresholds.json (calibration). */
+export function inputFromThresholds(raw: unknown, file: string): CostInput {
+  const r = ThresholdsLike.safeParse(raw);
+  if (!r.success) fail(file, r.error, 'a thresholds file');
+  const notes: string[] = [];
+  const shape = shapeOf(r.data.model, file, notes);
+  return { source: file, shape, ...siteArrays(r.data.sites, shape, file), notes };
+}
+
+/** From a parsed results.json (evaluation); `shape` stands in for an older file without model facts. */
+export function inputFromResults(raw: unknown, file: string, shape?: ModelShape): CostInput {
+  const r = ResultsLike.safeParse(raw);
+  if (!r.success) fail(file, r.error, 'an eval results file');
+  const notes: string[] = [];
+  let s: ModelShape;
+  if (r.data.model) s = shapeOf(r.data.model, file, notes);
+  else if (shape) {
+    s = shape;
+    notes.push(`${file} has no model facts: shape from --shape`);
+  } else {
+    throw new UserError(
+      `${file}: no model facts (an older eval result)`,
+      'Give the model shape with --shape LAYERSxEMBD --vocab N, or re-run actsparse eval.',
+    );
+  }
+  return { source: file, shape: s, ...siteArrays(r.data.sparsity.perSite, s, file), notes };
+}
+
+/** A run directory (thresholds.json, else results.json) or one of those files. */
+export function readRun(path: string, shape?: ModelShape): CostInput {
+  let file = path;
+  if (existsSync(path) && statSync(path).isDirectory()) {
+    const cands = ['thresholds.json', 'results.json'].map((f) => join(path, f));
+    const found = cands.find((f) => existsSync(f));
+    if (!found) {
+      throw new UserError(
+        `${path}: no thresholds.json or results.json in this directory`,
+        'Give the --out directory of `actsparse calibrate` or `actsparse eval`.',
+      );
+    }
+    file = found;
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UserError(
+      `${file}: ${code ? `cannot read (${code})` : `not valid JSON (${(e as Error).message})`}`,
+    );
+  }
+  const kind = (raw as { kind?: unknown } | null)?.kind;
+  const facts = (raw as { model?: unknown }).model !== undefined;
+  if (shape && (kind !== 'actsparse.eval' || facts)) {
+    throw new UserError(
+      `--shape: ${file} has its own model facts`,
+      '--shape stands in only for an older results.json without them, or goes with --sparsity.',
+    );
+  }
+  if (kind === 'actsparse.thresholds') return inputFromThresholds(raw, file);
+  if (kind === 'actsparse.eval') return inputFromResults(raw, file, shape);
+  throw new UserError(
+    `${file}: kind ${JSON.stringify(kind)} is neither actsparse.thresholds nor actsparse.eval`,
+    'Give a thresholds.json (calibrate) or results.json (eval), or a what-if with --sparsity.',
+  );
+}
+
+// ------------------------------------------------------------------ what-ifs
+
+/** `24x1024` → RWKV-4 shape (ffn defaults to 4·nEmbd). */
+export function parseShape(
+  spec: string,
+  nVocab: number,
+  arch = 'rwkv4',
+  nFfn?: number,
+): ModelShape {
+  const m = /^(\d+)x(\d+)$/.exec(spec.trim());
+  if (!m) throw new UserError(`--shape ${spec}: expected LAYERSxEMBD, e.g. 24x1024`);
+  const nLayer = Number(m[1]);
+  const nEmbd = Number(m[2]);
+  if (nLayer < 1 || nEmbd < 1 || nLayer > 100_000 || nEmbd > 1 << 24) {
+    throw new UserError(`--shape ${spec}: layers and width must be positive (and plausible)`);
+  }
+  if (arch !== 'rwkv4') {
+    throw new UserError(`--arch ${arch}: what-ifs know only rwkv4 so far`);
+  }
+  return { architecture: arch, nLayer, nEmbd, nVocab, sites: rwkv4Sites(nEmbd, nFfn) };
+}
+
+function fraction(text: string, what: string): number {
+  const t = text.trim();
+  const pct = t.endsWith('%');
+  const v = Number(pct ? t.slice(0, -1) : t);
+  const x = pct ? v / 100 : v;
+  if (t === '' || !Number.isFinite(x) || x < 0 || x > 1) {
+    throw new UserError(`${what}: ${text} is not a fraction of zeros in [0, 1] (or a percentage)`);
+  }
+  return x;
+}
+
+/**
+ * Zeros per global site from a what-if: one number for every site (`0.6`), a list by
+ * site id applied to every block (`att.key=0.616,ffn.value=93.7%,…`), or a JSON file of
+ * `{ "att.key": 0.616 | [one per block], … }`. Every site must be given.
+ */
+export function parseSiteValues(spec: string, shape: ModelShape, what: string): Float64Array {
+  const k = shape.sites.length;
+  const out = new Float64Array(shape.nLayer * k);
+  const trimmed = spec.trim();
+  if (/^[\d.]+%?$/.test(trimmed)) return out.fill(fraction(trimmed, what));
+  let table: Record<string, unknown>;
+  if (trimmed.includes('=')) {
+    table = {};
+    for (const part of trimmed.split(',')) {
+      const [id, v, extra] = part.split('=');
+      if (v === undefined || extra !== undefined) {
+        throw new UserError(`${what}: ${part} is not SITE=VALUE`);
+      }
+      table[id.trim()] = v;
+    }
+  } else {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(readFileSync(trimmed, 'utf8'));
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new UserError(
+        `${what} ${trimmed}: ${code ? `cannot read (${code})` : `not valid JSON (${(e as Error).message})`}`,
+        'Give a fraction, SITE=VALUE,… or a JSON file {"att.key": 0.6, …}.',
+      );
+    }
+    if (!raw || typeof raw !== 'object' || Array.isArray(raw)) {
+      throw new UserError(`${what} ${trimmed}: expected an object {"site id": value, …}`);
+    }
+    table = raw as Record<string, unknown>;
+  }
+  const ids = shape.sites.map((s) => s.id);
+  const unknown = Object.keys(table).filter((id) => !ids.includes(id));
+  if (unknown.length) {
+    throw new UserError(`${what}: unknown site ${unknown[0]} (sites: ${ids.join(', ')})`);
+  }
+  shape.sites.forEach((s, i) => {
+    const v = table[s.id];
+    if (v === undefined) {
+      throw new UserError(`${what}: no value for ${s.id}`, `Give every site: ${ids.join(', ')}.`);
+    }
+    for (let b = 0; b < shape.nLayer; b++) {
+      let x: unknown = v;
+      if (Array.isArray(v)) {
+        if (v.length !== shape.nLayer) {
+          throw new UserError(`${what}: ${s.id} has ${v.length} values for ${shape.nLayer} blocks`);
+        }
+        x = v[b];
+      }
+      if (typeof x !== 'number' && typeof x !== 'string') {
+        throw new UserError(`${what}: ${s.id}: expected a number`);
+      }
+      out[b * k + i] = fraction(String(x), `${what} ${s.id}`);
+    }
+  });
+  return out;
+}
+
+/** A what-if input: shape and per-site zeros given explicitly. */
+export function whatIf(
+  shape: ModelShape,
+  sparsity: string,
+  natural: string | undefined,
+): CostInput {
+  return {
+    source: `what-if: --sparsity ${sparsity}`,
+    shape,
+    sparse: parseSiteValues(sparsity, shape, '--sparsity'),
+    natural: natural === undefined ? null : parseSiteValues(natural, shape, '--natural'),
+    notes: [],
+  };
+}
