@@ -341,9 +341,30 @@ describe('op table', () => {
     assert.ok(!opTable(shape, () => 1, false).some((g) => g.id === 'ops: thresholds'));
   });
 
+  test('OPT counts for one layer of d = 64, f = 256, context 4, by hand', () => {
+    const sites = [
+      { id: 'qkv', rows: 192, cols: 64 },
+      { id: 'fc1', rows: 256, cols: 64 },
+      { id: 'fc2', rows: 64, cols: 256 },
+    ];
+    const shape = { architecture: 'opt', nLayer: 1, nEmbd: 64, nVocab: 3, sites, context: 4 };
+    const ops = Object.fromEntries(opTable(shape, () => 0.5, true).map((g) => [g.id, g.counts]));
+    const a = ops['ops: attention'];
+    // q·k over 4 keys and Σ p·v over 4 values: 2·64·4 + 64 muls, 2·64·4 adds; one head of 64:
+    // 4 exps, divs and compares; the cache read (k and v of 4 tokens) and the new k, v written.
+    assert.deepEqual(
+      [a.mul, a.add, a.exp, a.div, a.cmp, a.stateReads, a.stateWrites],
+      [576, 512, 4, 4, 4, 512, 128],
+    );
+    assert.equal(ops['ops: relu'].cmp, 256);
+    // qkv and fc1 inputs come from layer norms (events: half of 64 each); fc2's from fc1's neurons
+    assert.equal(ops['ops: site events'].events, 64);
+    assert.equal(ops['ops: thresholds'].cmp, 64 + 64 + 256);
+  });
+
   test('other architectures are refused, not costed as zero', () => {
-    const shape = { architecture: 'opt', nLayer: 1, nEmbd: 2, nVocab: 3, sites: rwkv4Sites(2) };
-    assert.throws(() => opTable(shape, () => 1, true), /no op table for architecture opt/);
+    const shape = { architecture: 'rwkv7', nLayer: 1, nEmbd: 2, nVocab: 3, sites: rwkv4Sites(2) };
+    assert.throws(() => opTable(shape, () => 1, true), /no op table for architecture rwkv7/);
   });
 });
 

@@ -86,7 +86,7 @@ interface ScenarioLedgers {
 }
 
 /** The RWKV-4 layer whose outputs are a site's input (relu² is done in the neuron). */
-const FEEDS_SITE: Record<string, string> = { 'ffn.key': 'ffn.value' };
+const FEEDS_SITE: Record<string, string> = { 'ffn.key': 'ffn.value', fc1: 'fc2' };
 
 function linearLayers(
   shape: ModelShape,
@@ -113,6 +113,21 @@ function linearLayers(
         };
       }),
     );
+  }
+  // Layers that are never thresholded (OPT's out_proj) run dense in every block.
+  for (const b of blocks) {
+    for (const s of shape.denseLinears ?? []) {
+      b.push({
+        group: s.id,
+        nIn: s.cols,
+        nOut: s.rows,
+        density: 1,
+        outDensity: 1,
+        outputToSite: false,
+        cores: coresFor(m, s.id, s.cols, s.rows),
+        sparseKernel: false,
+      });
+    }
   }
   // The head reads the dense output of ln_out; it is never thresholded.
   const head: LinearLayer = {
@@ -291,7 +306,11 @@ export function estimate(input: CostInput, profile: Profile, mapping: Mapping): 
   }
 
   // Rows: the site layers in order, the head, then the op groups.
-  const groups = [...input.shape.sites.map((s) => s.id), 'head'];
+  const groups = [
+    ...input.shape.sites.map((s) => s.id),
+    ...(input.shape.denseLinears ?? []).map((s) => s.id),
+    'head',
+  ];
   for (const r of runs) {
     for (const l of [r.energy, r.latency]) {
       for (const t of l?.terms ?? []) if (!groups.includes(t.group)) groups.push(t.group);

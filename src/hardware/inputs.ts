@@ -7,7 +7,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { UserError } from '../errors.ts';
-import { type ModelShape, rwkv4Sites, type SiteShape } from './ops.ts';
+import { type ModelShape, optDenseLinears, rwkv4Sites, type SiteShape } from './ops.ts';
 
 export interface CostInput {
   /** Where the numbers come from, for the report. */
@@ -93,6 +93,7 @@ function shapeOf(m: z.infer<typeof ModelFacts>, file: string, notes: string[]): 
     nEmbd: m.nEmbd,
     nVocab: m.nVocab,
     sites,
+    ...(m.architecture === 'opt' ? { denseLinears: optDenseLinears(m.nEmbd) } : {}),
   };
 }
 

@@ -53,6 +53,15 @@ export interface ModelShape {
   nVocab: number;
   /** The linear layers of every block, in site order. */
   sites: SiteShape[];
+  /** Linear layers of every block that are never thresholded (OPT's attention out_proj). */
+  denseLinears?: SiteShape[];
+  /** Attention models: tokens already in the context when a token is processed. */
+  context?: number;
+}
+
+/** What a transformer's block costs besides its sites: the out_proj d → d, never thresholded. */
+export function optDenseLinears(d: number): SiteShape[] {
+  return [{ id: 'attn.out_proj', rows: d, cols: d }];
 }
 
 export const RWKV4_SITE_IDS = [
@@ -98,9 +107,10 @@ export function opTable(
   density: (block: number, site: number) => number,
   skipsZeros: boolean,
 ): OpGroup[] {
+  if (shape.architecture === 'opt') return optOpTable(shape, density, skipsZeros);
   if (shape.architecture !== 'rwkv4') {
     throw new UserError(
-      `hw: no op table for architecture ${shape.architecture} (only rwkv4 so far)`,
+      `hw: no op table for architecture ${shape.architecture} (rwkv4 and opt so far)`,
       'The element-wise work (norms, gates, recurrence) must be counted per architecture; add it to src/hardware/ops.ts.',
     );
   }
@@ -161,24 +171,97 @@ export function opTable(
     g('ops: residual', `2 residual adds of ${d} per block`, { add: L * 2 * d }),
   ];
 
-  // Site inputs made by the element-wise stages become events (ffn.value's come from
-  // ffn.key's neurons, costed with that layer). With zero skipping, every site input
-  // value is compared against its threshold (or against zero).
+  return [...groups, ...siteInputOps(shape, density, skipsZeros, 'ffn.value')];
+}
+
+/**
+ * Site inputs made by element-wise stages become events (a site fed directly by another
+ * layer's neurons, `fedByLayer`, is costed with that layer). With zero skipping, every
+ * site-input value is compared against its threshold (or against zero).
+ */
+function siteInputOps(
+  shape: ModelShape,
+  density: (block: number, site: number) => number,
+  skipsZeros: boolean,
+  fedByLayer: string,
+): OpGroup[] {
   let events = 0;
   let compares = 0;
-  for (let b = 0; b < L; b++) {
+  for (let b = 0; b < shape.nLayer; b++) {
     shape.sites.forEach((s, i) => {
-      if (s.id !== 'ffn.value') events += density(b, i) * s.cols;
+      if (s.id !== fedByLayer) events += density(b, i) * s.cols;
       compares += s.cols;
     });
   }
-  groups.push(g('ops: site events', 'site-input events from element-wise stages', { events }));
+  const out: OpGroup[] = [
+    {
+      id: 'ops: site events',
+      detail: 'site-input events from element-wise stages',
+      counts: { ...zero(), events },
+    },
+  ];
   if (skipsZeros) {
-    groups.push(
-      g('ops: thresholds', 'one compare per site-input value', {
-        cmp: compares,
-      }),
-    );
+    out.push({
+      id: 'ops: thresholds',
+      detail: 'one compare per site-input value',
+      counts: { ...zero(), cmp: compares },
+    });
   }
-  return groups;
+  return out;
+}
+
+/**
+ * OPT per token at context length t (src/models/opt.ts step mode): learned position
+ * added to the embedding; per layer two layer norms, attention over t cached keys and
+ * values (q·k for each, softmax, weighted sum of values; the cache is state), ReLU,
+ * two residual adds and the biases of q, k, v, out_proj, fc1, fc2; the final layer norm.
+ */
+function optOpTable(
+  shape: ModelShape,
+  density: (block: number, site: number) => number,
+  skipsZeros: boolean,
+): OpGroup[] {
+  const ids = shape.sites.map((s) => s.id);
+  if (ids.join() !== 'qkv,fc1,fc2')
+    throw new UserError(`hw: opt sites must be qkv, fc1, fc2 (got ${ids.join(', ')})`);
+  const d = shape.nEmbd;
+  const f = shape.sites[1].rows;
+  const L = shape.nLayer;
+  const t = shape.context ?? 256;
+  const nLn = 2 * L + 1;
+  const c = (x: Partial<OpCounts>): OpCounts => ({ ...zero(), ...x });
+  return [
+    {
+      id: 'ops: embedding',
+      detail: 'token and position rows, added',
+      counts: c({ weightReads: 2 * d, add: d }),
+    },
+    {
+      id: 'ops: layer norms',
+      detail: `${nLn} layer norms of ${d}`,
+      counts: c({ add: nLn * (4 * d + 1), mul: nLn * (3 * d + 2), rsqrt: nLn }),
+    },
+    {
+      // q·k over t keys (d MACs each), softmax over t per head (t exp, t add, t div, t−1 max),
+      // Σ p·v over t values (d MACs each); the new k, v appended to the cache.
+      id: 'ops: attention',
+      detail: `attention over ${t} cached tokens per layer (--context)`,
+      counts: c({
+        mul: L * (2 * d * t + d),
+        add: L * 2 * d * t,
+        exp: L * t * (d / 64),
+        div: L * t * (d / 64),
+        cmp: L * t * (d / 64),
+        stateReads: L * 2 * d * t,
+        stateWrites: L * 2 * d,
+      }),
+    },
+    { id: 'ops: relu', detail: `relu of ${f} per layer`, counts: c({ cmp: L * f }) },
+    {
+      id: 'ops: residual and biases',
+      detail: `2 residual adds of ${d} and 6 bias adds per layer`,
+      counts: c({ add: L * (2 * d + 5 * d + f) }),
+    },
+    ...siteInputOps(shape, density, skipsZeros, 'fc2'),
+  ];
 }

@@ -19,7 +19,7 @@ import { toolVersion } from '../version.ts';
 const usage =
   'actsparse hw <run-dir|thresholds.json|results.json> [--profile seneca|loihi|generic45|cpu|FILE] ' +
   '[--mapping FILE] [--set NAME=VALUE[:evidence]]… [--bench FILE] [--json FILE]\n' +
-  '       actsparse hw --sparsity 0.6|att.key=0.616,…|FILE --shape 24x1024 [--vocab 50277] [--ffn N] ' +
+  '       actsparse hw --sparsity 0.6|att.key=0.616,…|FILE --shape 24x1024 [--vocab 50277] [--ffn N] [--context 256 (opt)] ' +
   '[--arch rwkv4] [--natural SPEC] [same options]';
 
 export const hwCommand: Command = {
@@ -43,6 +43,7 @@ export const hwCommand: Command = {
         vocab: { type: 'string' },
         ffn: { type: 'string' },
         arch: { type: 'string' },
+        context: { type: 'string' },
       },
       usage,
     );
@@ -87,6 +88,12 @@ export const hwCommand: Command = {
     } else {
       throw new UserError('hw: nothing to estimate', `Usage: ${usage}`);
     }
+
+    // Attention models: the cached context each token attends to.
+    if (input.shape.architecture === 'opt')
+      input.shape.context = num(p, 'context', 256, { min: 1, integer: true });
+    else if (p.values.context !== undefined)
+      throw new UserError('hw: --context applies to attention models (opt)');
 
     let profile = loadProfile(str(p, 'profile') ?? 'seneca');
     let bench: BenchJson | null = null;
