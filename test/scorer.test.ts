@@ -77,6 +77,12 @@ describe('scorer', () => {
     }
     assert.ok(Math.abs(got.logLikelihood - ll) < 1e-4, `${got.logLikelihood} vs ${ll}`);
     assert.equal(scoreNaive(short, bytes, [req])[0].logLikelihood, got.logLikelihood);
+    // A continuation longer than the model's context: its last 8 tokens are scored.
+    const [long] = scoreRequests(short, bytes, [
+      { context: 'x', continuation: ' a continuation far too long' },
+    ]);
+    assert.equal(long.tokens, 8);
+    assert.ok(Number.isFinite(long.logLikelihood));
   });
 
   test('greedy is true exactly when every continuation token is the argmax', () => {

@@ -8,7 +8,6 @@
  * from a clone of the state (`scoreRequests`). `scoreNaive` runs every request whole, for
  * testing that the two agree.
  */
-import { UserError } from '../errors.ts';
 import type { Tokenizer } from '../io/tokenizer.ts';
 import type { LanguageModel } from '../models/model.ts';
 import { nll } from '../tensor/reference.ts';
@@ -105,19 +104,17 @@ export function scoreRequests(
 /**
  * One request run whole from the zero state; the input is (context + continuation)
  * without its last token, cut on the left to the model's maximum length as lm-eval does.
+ * A continuation longer than the model's context is scored on the tokens it can still
+ * predict (`tokens` says how many).
  */
 function scoreWhole(model: LanguageModel, { context, continuation }: Encoded): Scored {
   const V = model.nVocab;
   const all = [...context, ...continuation];
   const input = all.slice(Math.max(0, all.length - 1 - model.maxContext), -1);
-  if (continuation.length > input.length) {
-    throw new UserError(
-      `a continuation of ${continuation.length} tokens does not fit the model's ${model.maxContext} positions`,
-    );
-  }
+  const scored = continuation.slice(Math.max(0, continuation.length - input.length));
   const logits = model.forward(input, model.newState());
-  const off = (input.length - continuation.length) * V;
-  return scoreTokens(logits.subarray(off, off + V), logits.subarray(off + V), continuation, V);
+  const off = (input.length - scored.length) * V;
+  return scoreTokens(logits.subarray(off, off + V), logits.subarray(off + V), scored, V);
 }
 
 /** Each request run whole from the zero state: the reference the shared scorer must equal. */
