@@ -8,6 +8,7 @@ import { hwCommand } from './hw.ts';
 import { info } from './info.ts';
 import { logits } from './logits.ts';
 import { perplexity } from './perplexity.ts';
+import { trainCommand } from './train.ts';
 
 /** Every command, in the order `actsparse --help` lists them. */
 export const commands: readonly Command[] = [
@@ -20,4 +21,5 @@ export const commands: readonly Command[] = [
   hwCommand,
   convert,
   bench,
+  trainCommand,
 ];

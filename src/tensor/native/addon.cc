@@ -7,6 +7,7 @@
 
 #include "elementwise.h"
 #include "ops.h"
+#include "train_gemm.h"
 
 namespace {
 
@@ -359,6 +360,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sigmoid", Napi::Function::New(env, Sigmoid));
   exports.Set("reluSquare", Napi::Function::New(env, ReluSquare));
   exports.Set("wkv4", Napi::Function::New(env, Wkv4));
+  act::train::addExports(env, exports);
   return exports;
 }
 

@@ -23,6 +23,7 @@
         "memory.cc",
         "ops.cc",
         "pool.cc",
+        "train_gemm.cc",
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

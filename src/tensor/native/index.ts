@@ -51,6 +51,17 @@ interface Addon extends ElementwiseOps {
   setSimd(level: string): string;
   useBlas(mode: boolean | 'auto'): boolean;
   info(): NativeInfo & { blasReason: string | null };
+  sgemm?(
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    a: Float32Array,
+    b: Float32Array,
+    c: Float32Array,
+    own: boolean,
+  ): void;
 }
 
 const EXPORTS = [
@@ -224,4 +235,25 @@ export function setSimd(level: SimdLevel | 'auto'): string {
  */
 export function useBlas(mode: boolean | 'auto'): boolean {
   return addon().useBlas(mode);
+}
+
+/** C = op(A)·op(B) for the trainer (OpenBLAS when loaded, else the addon's own GEMM), or null. */
+export function nativeSgemm(
+  own = false,
+):
+  | ((
+      transA: boolean,
+      transB: boolean,
+      m: number,
+      n: number,
+      k: number,
+      a: Float32Array,
+      b: Float32Array,
+      c: Float32Array,
+    ) => void)
+  | null {
+  const l = load();
+  if ('reason' in l || typeof l.addon.sgemm !== 'function') return null;
+  const a = l.addon;
+  return (transA, transB, m, n, k, x, y, c) => a.sgemm!(transA, transB, m, n, k, x, y, c, own);
 }
