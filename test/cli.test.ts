@@ -4,31 +4,11 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { commands } from '../src/cli/commands/index.ts';
-import type { Io } from '../src/cli/io.ts';
 import { UserError } from '../src/errors.ts';
 import { writeSafetensors } from '../src/io/safetensors.ts';
 import { randomRwkv4 } from '../src/models/random.ts';
+import { runCommand as run } from './helpers/cli.ts';
 import { needsShared, shared, tmpDir } from './helpers/shared.ts';
-
-/** Runs a command in-process and returns what it wrote. */
-async function run(args: string[]): Promise<{ out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io: Io = {
-    out: (s) => {
-      out += s;
-    },
-    err: (s) => {
-      err += s;
-    },
-    tty: false,
-  };
-  const cmd = commands.find((c) => c.name === args[0]);
-  assert.ok(cmd, `command ${args[0]}`);
-  await cmd.run(args.slice(1), io);
-  return { out, err };
-}
 
 async function fails(args: string[], pattern: RegExp): Promise<void> {
   await assert.rejects(run(args), (e: unknown) => {

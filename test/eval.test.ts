@@ -3,28 +3,11 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { commands } from '../src/cli/commands/index.ts';
-import type { Io } from '../src/cli/io.ts';
 import { UserError } from '../src/errors.ts';
 import { writeSafetensors } from '../src/io/safetensors.ts';
 import { randomRwkv4 } from '../src/models/random.ts';
+import { runCommand as run } from './helpers/cli.ts';
 import { tmpDir } from './helpers/shared.ts';
-
-async function run(args: string[]): Promise<{ out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io: Io = {
-    out: (s) => {
-      out += s;
-    },
-    err: (s) => {
-      err += s;
-    },
-    tty: false,
-  };
-  await commands.find((c) => c.name === args[0])!.run(args.slice(1), io);
-  return { out, err };
-}
 
 const dir = tmpDir();
 const model = join(dir, 'm.safetensors');

@@ -3,8 +3,6 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { hwCommand } from '../src/cli/commands/hw.ts';
-import type { Io } from '../src/cli/io.ts';
 import { UserError } from '../src/errors.ts';
 import { benchCheck } from '../src/hardware/check.ts';
 import {
@@ -46,6 +44,7 @@ import {
   profileWithBench,
   type Quantity,
 } from '../src/hardware/profile.ts';
+import { runCommand } from './helpers/cli.ts';
 import { tmpDir } from './helpers/shared.ts';
 
 /** A profile with every constant null except `values` (value or [value, unit, evidence]). */
@@ -765,21 +764,7 @@ describe('the cpu profile against a bench result', () => {
 });
 
 describe('actsparse hw', () => {
-  async function run(args: string[]): Promise<{ out: string; err: string }> {
-    let out = '';
-    let err = '';
-    const io: Io = {
-      out: (s) => {
-        out += s;
-      },
-      err: (s) => {
-        err += s;
-      },
-      tty: false,
-    };
-    await hwCommand.run(args, io);
-    return { out, err };
-  }
+  const run = (args: string[]) => runCommand(['hw', ...args]);
 
   test('a what-if on SENECA: table, not-costed lines, and the JSON', async () => {
     const json = join(tmpDir(), 'hw.json');

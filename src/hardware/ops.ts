@@ -10,6 +10,7 @@
  * folded into the embedding table once (as actsparse does), so it costs nothing per token.
  */
 import { UserError } from '../errors.ts';
+import { RWKV4_SITES } from '../models/rwkv4.ts';
 
 /** Per-token operation counts (element-wise ops; state and weight values; events). */
 export interface OpCounts {
@@ -64,15 +65,8 @@ export function optDenseLinears(d: number): SiteShape[] {
   return [{ id: 'attn.out_proj', rows: d, cols: d }];
 }
 
-export const RWKV4_SITE_IDS = [
-  'att.key',
-  'att.receptance',
-  'att.value',
-  'att.output',
-  'ffn.receptance',
-  'ffn.key',
-  'ffn.value',
-] as const;
+/** The RWKV-4 site ids, as the model file defines them. */
+export const RWKV4_SITE_IDS = RWKV4_SITES;
 
 /** The RWKV-4 block layers for d = nEmbd and channel-mix width f (4d in every released model). */
 export function rwkv4Sites(d: number, f = 4 * d): SiteShape[] {

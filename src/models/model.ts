@@ -90,3 +90,16 @@ export function applyThreshold(
     for (let i = 0; i < n; i++) if (!(Math.abs(x[i]) >= lambda)) x[i] = 0;
   }
 }
+
+/** Checks λ (one finite value ≥ 0 per site) and copies it into a model's thresholds. */
+export function copyThresholds(into: Float32Array, lambda: ArrayLike<number>): void {
+  if (lambda.length !== into.length) {
+    throw new Error(`setThresholds: ${lambda.length} values for ${into.length} sites`);
+  }
+  for (let i = 0; i < lambda.length; i++) {
+    const v = lambda[i];
+    if (!(v >= 0) || !Number.isFinite(v))
+      throw new Error(`setThresholds: λ[${i}] = ${v} is not a finite value ≥ 0`);
+  }
+  into.set(lambda);
+}

@@ -20,6 +20,7 @@ import { readJsonFile } from '../io/tokenizers/utf8.ts';
 import type { Backend, Linear } from '../tensor/backend.ts';
 import {
   applyThreshold,
+  copyThresholds,
   type LanguageModel,
   type ModelState,
   type SiteObserver,
@@ -398,15 +399,7 @@ export class Opt implements LanguageModel<OptState> {
   }
 
   setThresholds(lambda: ArrayLike<number>): void {
-    if (lambda.length !== this.thresholds.length) {
-      throw new Error(`setThresholds: ${lambda.length} values for ${this.thresholds.length} sites`);
-    }
-    for (let i = 0; i < lambda.length; i++) {
-      const v = lambda[i];
-      if (!(v >= 0) || !Number.isFinite(v))
-        throw new Error(`setThresholds: λ[${i}] = ${v} is not a finite value ≥ 0`);
-      this.thresholds[i] = v;
-    }
+    copyThresholds(this.thresholds, lambda);
   }
 
   /** The threshold site before a linear layer: keep |x| ≥ λ in place, then let an observer look. */

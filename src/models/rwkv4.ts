@@ -11,6 +11,7 @@ import type { Checkpoint } from '../io/checkpoint.ts';
 import type { Backend, Linear } from '../tensor/backend.ts';
 import {
   applyThreshold,
+  copyThresholds,
   type LanguageModel,
   type ModelState,
   type SiteObserver,
@@ -236,15 +237,7 @@ export class Rwkv4 implements LanguageModel<Rwkv4State> {
   }
 
   setThresholds(lambda: ArrayLike<number>): void {
-    if (lambda.length !== this.thresholds.length) {
-      throw new Error(`setThresholds: ${lambda.length} values for ${this.thresholds.length} sites`);
-    }
-    for (let i = 0; i < lambda.length; i++) {
-      const v = lambda[i];
-      if (!(v >= 0) || !Number.isFinite(v))
-        throw new Error(`setThresholds: λ[${i}] = ${v} is not a finite value ≥ 0`);
-      this.thresholds[i] = v;
-    }
+    copyThresholds(this.thresholds, lambda);
   }
 
   /** The threshold site before a linear layer: threshold in place, then let an observer look. */

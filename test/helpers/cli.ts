@@ -1,0 +1,21 @@
+/** Runs a command in-process (`['calibrate', model, …]`) and returns what it wrote. */
+import { commands } from '../../src/cli/commands/index.ts';
+import type { Io } from '../../src/cli/io.ts';
+
+export async function runCommand(args: string[]): Promise<{ out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const io: Io = {
+    out: (s) => {
+      out += s;
+    },
+    err: (s) => {
+      err += s;
+    },
+    tty: false,
+  };
+  const cmd = commands.find((c) => c.name === args[0]);
+  if (!cmd) throw new Error(`no command ${args[0]}`);
+  await cmd.run(args.slice(1), io);
+  return { out, err };
+}
