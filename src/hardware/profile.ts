@@ -430,7 +430,7 @@ export const BenchJson = z
         weightBytesPerToken: z.number(),
         decodeDense: Stat,
         decodeSparse: Stat,
-        targetZeros: z.number(),
+        targetZeros: z.number().nullable(),
         measuredZeros: z.number().min(0).max(1),
       })
       .loose()

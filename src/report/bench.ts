@@ -7,6 +7,7 @@ import { cpus } from 'node:os';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import { memoryCheckpoint } from '../io/memory.ts';
 import { loadModel } from '../models/load.ts';
+import type { LanguageModel } from '../models/model.ts';
 import { randomRwkv4 } from '../models/random.ts';
 import { perTokenQuantileThresholds } from '../sparsity/quantile.ts';
 import type { Backend } from '../tensor/backend.ts';
@@ -40,7 +41,8 @@ export interface ModelBench {
   decodeDense: Stat;
   /** The bandwidth floor for dense decode: bandwidth ÷ bytes per token. */
   floorTokensPerSec: number | null;
-  targetZeros: number;
+  /** The sparsity λ was chosen for, or null for calibrated thresholds. */
+  targetZeros: number | null;
   measuredZeros: number;
   decodeSparse: Stat;
   sequenceT: number;
@@ -59,6 +61,10 @@ export interface BenchOptions {
   sequenceT: number;
   /** Smaller problems, for tests. */
   quick?: boolean;
+  /** Only the model figures (decode and sequence speed), not the kernel tables. */
+  modelOnly?: boolean;
+  /** Calibrated λ per site for the sparse decode (else λ for `sparsity` from a probe). */
+  thresholds?: (model: LanguageModel) => void;
   log?: (line: string) => void;
 }
 
@@ -141,6 +147,10 @@ export function runBench(o: BenchOptions): BenchResult {
     sparse: [],
   };
   const nativeB = o.backends.find((b) => b.name === 'native');
+  if (o.modelOnly) {
+    result.model = benchModel(o, o.backends[0], null, log);
+    return result;
+  }
   if (nativeB) {
     const bytes = o.quick ? 64 << 20 : 256 << 20;
     for (const threads of [1, 2]) {
@@ -227,13 +237,19 @@ function benchModel(
 
   // λ per site for the target sparsity, from the dense model's activations on a short text.
   const probe = Array.from({ length: 64 }, (_, i) => (i * 7919 + 13) % V);
-  const lambdas = new Float32Array(model.thresholds.length);
-  model.observer = (site, x, tokens) => {
-    const cols = per[site % per.length].cols;
-    lambdas[site] = perTokenQuantileThresholds(x, tokens, cols, [1 - o.sparsity])[0];
-  };
-  model.forward(probe, model.newState());
-  model.observer = null;
+  let lambdas = new Float32Array(model.thresholds.length);
+  if (o.thresholds) {
+    o.thresholds(model);
+    lambdas = Float32Array.from(model.thresholds);
+    model.setThresholds(new Float32Array(lambdas.length));
+  } else {
+    model.observer = (site, x, tokens) => {
+      const cols = per[site % per.length].cols;
+      lambdas[site] = perTokenQuantileThresholds(x, tokens, cols, [1 - o.sparsity])[0];
+    };
+    model.forward(probe, model.newState());
+    model.observer = null;
+  }
 
   const decode = (n: number) => {
     const s = model.newState();
@@ -286,7 +302,7 @@ function benchModel(
     weightBytesPerToken,
     decodeDense: dense,
     floorTokensPerSec: bandwidth ? (bandwidth * 1e9) / weightBytesPerToken : null,
-    targetZeros: o.sparsity,
+    targetZeros: o.thresholds ? null : o.sparsity,
     measuredZeros: total ? zeros / total : 0,
     decodeSparse: sparse,
     sequenceT: T,
@@ -332,7 +348,7 @@ export function formatBench(r: BenchResult): string {
       `  decode dense     ${f1(m.decodeDense)} tokens/s${floor ? `; bandwidth floor ${floor.toFixed(1)} (${((100 * m.decodeDense.median) / floor).toFixed(0)}%)` : ''}`,
     );
     lines.push(
-      `  decode sparse    ${f1(m.decodeSparse)} tokens/s at ${(100 * m.measuredZeros).toFixed(1)}% zeros in block-site inputs (target ${(100 * m.targetZeros).toFixed(0)}%): ${(m.decodeSparse.median / m.decodeDense.median).toFixed(2)}× dense`,
+      `  decode sparse    ${f1(m.decodeSparse)} tokens/s at ${(100 * m.measuredZeros).toFixed(1)}% zeros in block-site inputs (${m.targetZeros === null ? 'calibrated thresholds' : `target ${(100 * m.targetZeros).toFixed(0)}%`}): ${(m.decodeSparse.median / m.decodeDense.median).toFixed(2)}× dense`,
     );
     if (m.sequence) lines.push(`  sequence T=${m.sequenceT}  ${f1(m.sequence, 0)} tokens/s`);
   }

@@ -1,6 +1,7 @@
 import { UserError } from '../../errors.ts';
 import { openCheckpoint } from '../../io/open.ts';
 import { formatBench, runBench } from '../../report/bench.ts';
+import { applyThresholds, readThresholds } from '../../sparsity/plan.ts';
 import type { Backend } from '../../tensor/backend.ts';
 import { selectBackend } from '../../tensor/select.ts';
 import { num, parse, str } from '../args.ts';
@@ -8,7 +9,7 @@ import type { Command } from '../io.ts';
 import { writeFileAtomic } from '../output.ts';
 
 const usage =
-  'actsparse bench [--model FILE | --shape LAYERSxEMBD] [--vocab N] [--sparsity 0.6] [--seq-len 512] [--repeats 9] [--backend LIST] [--json FILE] [--quick]';
+  'actsparse bench [--model FILE | --shape LAYERSxEMBD] [--vocab N] [--sparsity 0.6] [--seq-len 512] [--repeats 9] [--backend LIST] [--json FILE] [--quick] [--model-only] [--thresholds FILE (with --model)]';
 
 export const bench: Command = {
   name: 'bench',
@@ -28,6 +29,8 @@ export const bench: Command = {
         backend: { type: 'string' },
         json: { type: 'string' },
         quick: { type: 'boolean' },
+        thresholds: { type: 'string' },
+        'model-only': { type: 'boolean' },
       },
       usage,
     );
@@ -57,6 +60,9 @@ export const bench: Command = {
     }
     const modelPath = str(p, 'model');
     if (modelPath && shape) throw new UserError('bench: give --model or --shape, not both');
+    const thresholdsPath = str(p, 'thresholds');
+    if (thresholdsPath && !modelPath) throw new UserError('bench: --thresholds goes with --model');
+    const plan = thresholdsPath ? readThresholds(thresholdsPath) : null;
     const checkpoint = modelPath ? openCheckpoint(modelPath) : undefined;
     try {
       const result = runBench({
@@ -67,6 +73,8 @@ export const bench: Command = {
         sparsity: num(p, 'sparsity', 0.6, { min: 0, max: 0.99 }),
         sequenceT: num(p, 'seq-len', 512, { min: 0, max: 1 << 16, integer: true }),
         quick: !!p.values.quick,
+        modelOnly: !!p.values['model-only'],
+        thresholds: plan ? (model) => applyThresholds(model, plan, thresholdsPath!) : undefined,
         log: (line) => io.err(`  … ${line}\n`),
       });
       io.out(formatBench(result));
