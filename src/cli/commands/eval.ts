@@ -70,6 +70,10 @@ export const evalCommand: Command = {
     const tasks: TaskInput[] = [];
     for (const name of names) {
       const task = getTask(name);
+      if (task.builtIn) {
+        tasks.push({ name, items: task.load('').slice(0, limit) });
+        continue;
+      }
       const file = taskDir ? resolveTaskPath(task, taskDir) : null;
       if (!file || !existsSync(file)) {
         if (requested && requested !== 'all') {

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { UserError } from '../../errors.ts';
 import { arcChallenge, arcEasy } from './arc.ts';
+import { brownCloze } from './brown-cloze.ts';
 import { hellaswag } from './hellaswag.ts';
 import { lambadaOpenai } from './lambada.ts';
 import { openbookqa } from './openbookqa.ts';
@@ -23,10 +24,17 @@ export const TASKS: Record<string, Task> = {
   sciq,
 };
 
+/** Tasks that need no data file; named explicitly (not part of `all`, which is lm-eval's set). */
+export const BUILT_IN_TASKS: Record<string, Task> = { brown_cloze: brownCloze };
+
 export function getTask(name: string): Task {
   const key = name.trim().toLowerCase();
   if (Object.hasOwn(TASKS, key)) return TASKS[key];
-  throw new UserError(`unknown task "${name}"`, `Known tasks: ${Object.keys(TASKS).join(', ')}.`);
+  if (Object.hasOwn(BUILT_IN_TASKS, key)) return BUILT_IN_TASKS[key];
+  throw new UserError(
+    `unknown task "${name}"`,
+    `Known tasks: ${[...Object.keys(TASKS), ...Object.keys(BUILT_IN_TASKS)].join(', ')}.`,
+  );
 }
 
 /**

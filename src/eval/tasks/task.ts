@@ -46,6 +46,8 @@ export interface Task {
    * first is the file `load` takes; any others are read beside it (PIQA's labels).
    */
   defaultFiles: string[];
+  /** Built into actsparse (no file needed; `load` ignores its argument). */
+  builtIn?: boolean;
   /**
    * Loads the items from a file, or from a directory holding the default file's base
    * name; malformed input → UserError naming file, line, field.
