@@ -5,7 +5,7 @@
 import { UserError } from '../errors.ts';
 import { estimate } from './estimate.ts';
 import type { CostInput } from './inputs.ts';
-import { rwkv4Sites } from './ops.ts';
+import { type ModelShape, optDenseLinears, rwkv4Sites } from './ops.ts';
 import type { BenchJson, Evidence, Mapping, Profile } from './profile.ts';
 
 export interface BenchCheck {
@@ -29,10 +29,25 @@ export function benchCheck(
 ): BenchCheck | null {
   const mb = bench.model;
   if (!mb) return null;
-  const s = /^(\d+)x(\d+) \(ffn (\d+), vocab (\d+)\)/.exec(mb.shape);
-  if (!s) throw new UserError(`bench model shape "${mb.shape}": expected "LxD (ffn F, vocab V)"`);
-  const [nLayer, nEmbd, nFfn, nVocab] = s.slice(1).map(Number);
-  const shape = { architecture: 'rwkv4', nLayer, nEmbd, nVocab, sites: rwkv4Sites(nEmbd, nFfn) };
+  let shape: ModelShape;
+  if (mb.facts) {
+    const f = mb.facts;
+    shape = {
+      architecture: f.architecture,
+      nLayer: f.nLayer,
+      nEmbd: f.nEmbd,
+      nVocab: f.nVocab,
+      sites: f.siteShapes,
+      ...(f.architecture === 'opt' ? { denseLinears: optDenseLinears(f.nEmbd) } : {}),
+    };
+  } else {
+    // Older bench files: "LxD (ffn F, vocab V)", RWKV-4.
+    const s = /^(\d+)x(\d+) \(ffn (\d+), vocab (\d+)\)/.exec(mb.shape);
+    if (!s) throw new UserError(`bench model shape "${mb.shape}": expected "LxD (ffn F, vocab V)"`);
+    const [nLayer, nEmbd, nFfn, nVocab] = s.slice(1).map(Number);
+    shape = { architecture: 'rwkv4', nLayer, nEmbd, nVocab, sites: rwkv4Sites(nEmbd, nFfn) };
+  }
+  const { nLayer, nEmbd, nVocab } = shape;
   const input: CostInput = {
     source: `bench model: ${mb.source}`,
     shape,

@@ -432,6 +432,18 @@ export const BenchJson = z
         decodeSparse: Stat,
         targetZeros: z.number().nullable(),
         measuredZeros: z.number().min(0).max(1),
+        /** The model's shape (bench files from before it was recorded have only `shape`). */
+        facts: z
+          .object({
+            architecture: z.string(),
+            nLayer: z.number().int(),
+            nEmbd: z.number().int(),
+            nVocab: z.number().int(),
+            siteShapes: z.array(
+              z.object({ id: z.string(), rows: z.number().int(), cols: z.number().int() }),
+            ),
+          })
+          .optional(),
       })
       .loose()
       .optional(),

@@ -2,7 +2,7 @@
  * What every architecture offers the rest of actsparse: sequence and step forwards,
  * a cloneable state, and named threshold sites before its linear layers.
  */
-import type { Backend } from '../tensor/backend.ts';
+import type { Backend, Linear } from '../tensor/backend.ts';
 
 /** One threshold site of a block: the input of one linear layer [cols → rows]. */
 export interface SiteSpec {
@@ -102,4 +102,14 @@ export function copyThresholds(into: Float32Array, lambda: ArrayLike<number>): v
       throw new Error(`setThresholds: λ[${i}] = ${v} is not a finite value ≥ 0`);
   }
   into.set(lambda);
+}
+
+/**
+ * Whether step mode reads a weight through the zero-skipping kernel at a site with λ.
+ * A weight under 1 MiB stays in the caches, where the dense kernel's streaming beats
+ * reading scattered rows (measured: 0.9× dense at 60% zeros for d = 192); larger ones
+ * are read from memory, where skipping rows saves their bytes.
+ */
+export function skipZeros(w: Linear, lambda: number): boolean {
+  return lambda > 0 && w.sparse && w.rows * w.cols * 4 >= 1 << 20;
 }

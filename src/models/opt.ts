@@ -25,6 +25,7 @@ import {
   type ModelState,
   type SiteObserver,
   type SiteTable,
+  skipZeros,
 } from './model.ts';
 import { Fingerprint, readWeight, shapeOf } from './weights.ts';
 
@@ -415,7 +416,7 @@ export class Opt implements LanguageModel<OptState> {
    */
   private linear(y: Float32Array, w: Linear, x: Float32Array, T: number, step: boolean, g = -1) {
     if (!step) this.backend.gemm(y, w, x, T);
-    else if (g >= 0 && this.thresholds[g] > 0 && w.sparse) this.backend.sparseGemv(y, w, x);
+    else if (g >= 0 && skipZeros(w, this.thresholds[g])) this.backend.sparseGemv(y, w, x);
     else this.backend.gemv(y, w, x);
   }
 

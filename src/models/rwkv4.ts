@@ -16,6 +16,7 @@ import {
   type ModelState,
   type SiteObserver,
   type SiteTable,
+  skipZeros,
 } from './model.ts';
 import { Fingerprint, readWeight, shapeOf } from './weights.ts';
 
@@ -376,7 +377,7 @@ export class Rwkv4 implements LanguageModel<Rwkv4State> {
 
   /** y = W·x at a site: the zero-skipping kernel when a threshold makes x sparse. */
   private linear(y: Float32Array, w: Linear, x: Float32Array, g: number): void {
-    if (this.thresholds[g] > 0 && w.sparse) this.backend.sparseGemv(y, w, x);
+    if (skipZeros(w, this.thresholds[g])) this.backend.sparseGemv(y, w, x);
     else this.backend.gemv(y, w, x);
   }
 

@@ -47,6 +47,14 @@ export interface ModelBench {
   decodeSparse: Stat;
   sequenceT: number;
   sequence: Stat | null;
+  /** The model's shape, for cost models (`actsparse hw --bench`). */
+  facts: {
+    architecture: string;
+    nLayer: number;
+    nEmbd: number;
+    nVocab: number;
+    siteShapes: { id: string; rows: number; cols: number }[];
+  };
 }
 
 export interface BenchOptions {
@@ -259,7 +267,11 @@ function benchModel(
       tok = (i * 31 + (logits[0] > 0 ? 1 : 0)) % V;
     }
   };
-  const n = o.quick ? 4 : 16;
+  // Tokens per timed run: about 0.3 s of decoding (small models need many to be timed well).
+  const t16 = timeMs(() => decode(16), 1).median;
+  const n = o.quick
+    ? 4
+    : Math.min(4096, Math.max(16, Math.round((16 * 300) / Math.max(t16, 1e-3))));
   const reps = Math.max(3, Math.min(o.repeats, 7));
   const dense = rate(
     timeMs(() => decode(n), reps),
@@ -307,6 +319,13 @@ function benchModel(
     decodeSparse: sparse,
     sequenceT: T,
     sequence,
+    facts: {
+      architecture: model.arch,
+      nLayer,
+      nEmbd: d,
+      nVocab: V,
+      siteShapes: per.map((x) => ({ id: x.id, rows: x.rows, cols: x.cols })),
+    },
   };
 }
 
