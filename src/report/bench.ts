@@ -269,9 +269,10 @@ function benchModel(
   };
   // Tokens per timed run: about 0.3 s of decoding (small models need many to be timed well).
   const t16 = timeMs(() => decode(16), 1).median;
-  const n = o.quick
-    ? 4
-    : Math.min(4096, Math.max(16, Math.round((16 * 300) / Math.max(t16, 1e-3))));
+  const n = Math.min(
+    model.maxContext,
+    o.quick ? 4 : Math.min(4096, Math.max(16, Math.round((16 * 300) / Math.max(t16, 1e-3)))),
+  );
   const reps = Math.max(3, Math.min(o.repeats, 7));
   const dense = rate(
     timeMs(() => decode(n), reps),
@@ -295,7 +296,7 @@ function benchModel(
   log(`decode dense ${dense.median.toFixed(1)} tok/s, sparse ${sparse.median.toFixed(1)} tok/s`);
 
   let sequence: Stat | null = null;
-  const T = o.sequenceT;
+  const T = Math.min(o.sequenceT, model.maxContext);
   if (T > 0) {
     const toks = Array.from({ length: T }, (_, i) => (i * 104729) % V);
     sequence = rate(
