@@ -327,6 +327,27 @@ function runWkv(ops: ElementwiseOps, x: WkvInputs, T: number, d: number) {
   return { out, ...s };
 }
 
+/** The bits of x[0:n]: equal bits mean the same value, sign of zero and NaN included. */
+function bits(x: Float32Array): Uint32Array {
+  return new Uint32Array(x.buffer, x.byteOffset, x.length);
+}
+
+/**
+ * Site inputs for threshold and countZeros: many exact zeros (+0 and −0), NaN, ±inf, and
+ * values exactly at ±λ for each λ of `lambdas`, so that `gt` and `ge` differ.
+ */
+function siteValues(n: number, seed: number, lambdas: readonly number[]): Float32Array {
+  const x = withZeros(n, 0.3, seed);
+  const pick = random(n, seed + 2);
+  for (let i = 0; i < n; i++) {
+    const p = (pick[i] + 1) / 2;
+    if (p < 0.05) x[i] = Number.NaN;
+    else if (p < 0.07) x[i] = i % 2 ? Number.POSITIVE_INFINITY : Number.NEGATIVE_INFINITY;
+    else if (p < 0.3) x[i] = (i % 2 ? -1 : 1) * lambdas[i % lambdas.length];
+  }
+  return x;
+}
+
 for (const simd of simdLevels()) {
   describe(`native elementwise ops: ${simd}`, () => {
     const ops = (): ElementwiseOps => {
@@ -499,6 +520,46 @@ for (const simd of simdLevels()) {
       }
     });
 
+    test('threshold and countZeros match the reference bit for bit', () => {
+      const o = ops();
+      assert.notEqual(o.threshold, ref.threshold, 'the native backend has its own ops');
+      // λ exactly at float32 values, 0.1 (no float32: the kernel compares with a rounded
+      // bound), beyond the float32 range at both ends, ±inf, and the no-op λ ≤ 0.
+      const lambdas = [0.5, 0.25, Math.fround(0.3), 0.1, 1e-50, 1e39, Infinity, 0, -1, -Infinity];
+      const atLambda = [0.5, 0.25, Math.fround(0.3), Math.fround(0.1), 1e-45, 3e38];
+      let seed = 10000;
+      for (const n of [1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 192, 193, 768, 1000, 4099]) {
+        const x = siteValues(n, seed++, atLambda);
+        for (const cmp of ['gt', 'ge'] as const) {
+          for (const lambda of lambdas) {
+            const got = x.slice();
+            const want = x.slice();
+            o.threshold(got, lambda, cmp);
+            ref.threshold(want, lambda, cmp);
+            assert.deepEqual(bits(got), bits(want), `threshold ${cmp} λ=${lambda} n=${n}`);
+            assert.equal(o.countZeros(got), ref.countZeros(got), `countZeros after λ=${lambda}`);
+          }
+          // An odd n below the length: the values past it stay as they were.
+          const m = n >> 1 || n;
+          const got = x.slice();
+          const want = x.slice();
+          o.threshold(got, 0.25, cmp, m);
+          ref.threshold(want, 0.25, cmp, m);
+          assert.deepEqual(bits(got), bits(want), `threshold ${cmp} n=${m} of ${n}`);
+          assert.deepEqual(bits(got.subarray(m)), bits(x.subarray(m)));
+        }
+        for (const m of [0, 1, n >> 1, n]) {
+          assert.equal(o.countZeros(x, m), ref.countZeros(x, m), `countZeros n=${m} of ${n}`);
+        }
+      }
+      // The counts are exact, whatever the share of zeros (0 %, 100 %, ±0 only, NaN only).
+      const z = new Float32Array(1001).map((_, i) => (i % 2 ? -0 : 0));
+      assert.equal(o.countZeros(z), 1001);
+      assert.equal(o.countZeros(z.subarray(1), 999), 999);
+      assert.equal(o.countZeros(new Float32Array(1001).fill(Number.NaN)), 0);
+      assert.equal(o.countZeros(random(1001, 99)), 0);
+    });
+
     test('one and two threads give identical results', () => {
       const o = ops();
       const [T, d] = [256, 1000]; // past both parallel thresholds
@@ -576,6 +637,46 @@ describe('native elementwise ops: bad arguments', { skip }, () => {
     assert.throws(() => o.wkv4(out, k, v, r, w, u, aa, aa, pp, T, d), /aa and bb must not overlap/);
     assert.throws(() => o.wkv4(out, k, v, r, w, u, aa, bb, r.subarray(0, d), T, d), /pp and r/);
     assert.throws(() => o.wkv4(w, k, v, r, w, u, aa, bb, pp, 1, d), /out and w must not overlap/);
+    // threshold and countZeros: the comparison, λ and n are checked before anything is written.
+    const x = f(8).fill(0.25);
+    assert.throws(() => o.threshold(x, 0.5, 'lt' as 'gt'), {
+      name: 'RangeError',
+      message: /threshold: comparison must be 'gt' or 'ge', not 'lt'/,
+    });
+    for (const bad of ['gtx', 'g', '', 'gt€', 'GT']) {
+      assert.throws(() => o.threshold(x, 0.5, bad as 'gt'), { name: 'RangeError' }, bad);
+    }
+    assert.throws(() => o.threshold(x, 0.5, 1 as unknown as 'gt'), {
+      name: 'TypeError',
+      message: /comparison must be the string/,
+    });
+    assert.throws(() => o.threshold(x, Number.NaN, 'gt'), {
+      name: 'RangeError',
+      message: /threshold: lambda is NaN/,
+    });
+    assert.throws(() => o.threshold(x, '0.5' as unknown as number, 'gt'), {
+      name: 'TypeError',
+      message: /lambda must be a number/,
+    });
+    assert.throws(() => o.threshold(x, 0.5, 'gt', 9), {
+      name: 'RangeError',
+      message: /threshold: x has 8 values; needs n = 9/,
+    });
+    assert.throws(() => o.threshold(x, 0.5, 'ge', 2.5), /n must be an integer/);
+    assert.throws(() => o.threshold(new Float64Array(8) as unknown as Float32Array, 0.5, 'gt'), {
+      name: 'TypeError',
+      message: /threshold: x must be a Float32Array/,
+    });
+    assert.deepEqual([...x], new Array(8).fill(0.25));
+    assert.throws(() => o.countZeros(x, 9), {
+      name: 'RangeError',
+      message: /countZeros: x has 8 values; needs n = 9/,
+    });
+    assert.throws(() => o.countZeros(x, -1), /n must be an integer/);
+    assert.throws(() => o.countZeros([0, 0] as unknown as Float32Array), {
+      name: 'TypeError',
+      message: /countZeros: x must be a Float32Array/,
+    });
     // Nothing was written by a refused call, and zero sizes are no-ops.
     const y = f(4).fill(7);
     o.layerNorm(y, y, f(0), f(0), 0, 4);

@@ -38,12 +38,11 @@ export function evaluate(
   const zeros = new Float64Array(model.thresholds.length);
   const total = new Float64Array(model.thresholds.length);
   const per = model.sites.perBlock;
+  const ops = model.backend.ops;
   const prev = model.observer;
   model.observer = (g, x, T) => {
     const n = T * per[g % per.length].cols;
-    let z = 0;
-    for (let i = 0; i < n; i++) if (x[i] === 0) z++;
-    zeros[g] += z;
+    zeros[g] += ops.countZeros(x, n);
     total[g] += n;
   };
   const run: EvalRun = { tasks: {}, texts: {}, siteSparsity: [], macWeightedSparsity: 0 };

@@ -76,20 +76,12 @@ export interface LanguageModel<S extends ModelState = ModelState> {
   logits(x: Float32Array, T: number): Float32Array;
 }
 
-/** Applies a threshold in place: zero every value whose magnitude does not pass λ. */
-export function applyThreshold(
-  x: Float32Array,
-  lambda: number,
-  comparison: 'gt' | 'ge',
-  n = x.length,
-): void {
-  if (lambda <= 0) return; // λ = 0 is the identity (exact zeros stay zeros)
-  if (comparison === 'gt') {
-    for (let i = 0; i < n; i++) if (!(Math.abs(x[i]) > lambda)) x[i] = 0;
-  } else {
-    for (let i = 0; i < n; i++) if (!(Math.abs(x[i]) >= lambda)) x[i] = 0;
-  }
-}
+/**
+ * Applies a threshold in place: zero every value whose magnitude does not pass λ. The
+ * reference kernel itself (reference.ts `threshold`); models call their backend's
+ * `ops.threshold`, the same function or a faster one.
+ */
+export { threshold as applyThreshold } from '../tensor/reference.ts';
 
 /** Checks λ (one finite value ≥ 0 per site) and copies it into a model's thresholds. */
 export function copyThresholds(into: Float32Array, lambda: ArrayLike<number>): void {

@@ -19,7 +19,6 @@ import type { Checkpoint } from '../io/checkpoint.ts';
 import { readJsonFile } from '../io/tokenizers/utf8.ts';
 import type { Backend, Linear } from '../tensor/backend.ts';
 import {
-  applyThreshold,
   copyThresholds,
   type LanguageModel,
   type ModelState,
@@ -406,7 +405,10 @@ export class Opt implements LanguageModel<OptState> {
   /** The threshold site before a linear layer: keep |x| ≥ λ in place, then let an observer look. */
   private site(layer: number, s: number, x: Float32Array, tokens: number): void {
     const g = layer * OPT_SITES.length + s;
-    applyThreshold(x, this.thresholds[g], 'ge');
+    const lambda = this.thresholds[g];
+    // x is [tokens, cols]; λ = 0 (dense) needs no call at all.
+    const n = tokens * this.sites.perBlock[s].cols;
+    if (lambda > 0) this.backend.ops.threshold(x, lambda, 'ge', n);
     this.observer?.(g, x, tokens);
   }
 

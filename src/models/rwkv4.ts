@@ -10,7 +10,6 @@ import { FormatError } from '../errors.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import type { Backend, Linear } from '../tensor/backend.ts';
 import {
-  applyThreshold,
   copyThresholds,
   type LanguageModel,
   type ModelState,
@@ -244,7 +243,10 @@ export class Rwkv4 implements LanguageModel<Rwkv4State> {
   /** The threshold site before a linear layer: threshold in place, then let an observer look. */
   private site(block: number, s: number, x: Float32Array, tokens: number): void {
     const g = block * RWKV4_SITES.length + s;
-    applyThreshold(x, this.thresholds[g], 'gt');
+    const lambda = this.thresholds[g];
+    // x is [tokens, cols]; λ = 0 (dense) needs no call at all.
+    const n = tokens * this.sites.perBlock[s].cols;
+    if (lambda > 0) this.backend.ops.threshold(x, lambda, 'gt', n);
     this.observer?.(g, x, tokens);
   }
 

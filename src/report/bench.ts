@@ -282,9 +282,10 @@ function benchModel(
   // Measure the zeros the thresholds really give while decoding.
   let zeros = 0;
   let total = 0;
-  model.observer = (_site, x) => {
-    for (let i = 0; i < x.length; i++) if (x[i] === 0) zeros++;
-    total += x.length;
+  model.observer = (site, x, tokens) => {
+    const values = tokens * per[site % per.length].cols;
+    zeros += model.backend.ops.countZeros(x, values);
+    total += values;
   };
   decode(n);
   model.observer = null;

@@ -176,9 +176,7 @@ export function measureSparsity(
   const prev = model.observer;
   model.observer = (g, x, T) => {
     const n = T * model.sites.perBlock[g % model.sites.perBlock.length].cols;
-    let z = 0;
-    for (let i = 0; i < n; i++) if (x[i] === 0) z++;
-    zeros[g] += z;
+    zeros[g] += model.backend.ops.countZeros(x, n);
     total[g] += n;
   };
   try {

@@ -61,6 +61,13 @@ export interface ElementwiseOps {
     T: number,
     d: number,
   ): void;
+  /**
+   * The threshold of a site in place (reference.ts `threshold`): zero x[i] unless
+   * |x[i]| > λ (`gt`) or ≥ λ (`ge`) over x[0:n]; NaN is zeroed; λ ≤ 0 is the identity.
+   */
+  threshold(x: Float32Array, lambda: number, comparison: 'gt' | 'ge', n?: number): void;
+  /** Exact zeros (±0) among x[0:n] (reference.ts `countZeros`): what observers measure. */
+  countZeros(x: Float32Array, n?: number): number;
 }
 
 export interface Backend {
@@ -89,7 +96,6 @@ interface JsLinear extends Linear {
   readonly wt: Float32Array | null;
 }
 
-/** The reference backend: plain TypeScript, always available. */
 /** The reference elementwise kernels. */
 export const referenceOps: ElementwiseOps = {
   layerNorm: ref.layerNorm,
@@ -97,8 +103,11 @@ export const referenceOps: ElementwiseOps = {
   sigmoid: ref.sigmoid,
   reluSquare: ref.reluSquare,
   wkv4: ref.wkv4,
+  threshold: ref.threshold,
+  countZeros: ref.countZeros,
 };
 
+/** The reference backend: plain TypeScript, always available. */
 export const jsBackend: Backend = {
   name: 'js',
   ops: referenceOps,

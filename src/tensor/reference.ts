@@ -154,6 +154,45 @@ export function reluSquare(out: Float32Array, x: Float32Array, n = out.length): 
 }
 
 /**
+ * The threshold of a site, in place: zero every x[i] whose magnitude does not pass λ —
+ * `gt` keeps |x| > λ (RWKV), `ge` keeps |x| ≥ λ (the authors' OPT code). NaN passes
+ * neither, so it is zeroed, and a zeroed −0 becomes +0. λ ≤ 0 is the identity (exact
+ * zeros stay zeros, NaN stays NaN); λ = +∞ zeroes every finite value; λ = NaN is refused.
+ */
+export function threshold(
+  x: Float32Array,
+  lambda: number,
+  comparison: 'gt' | 'ge',
+  n = x.length,
+): void {
+  if (!(Number.isInteger(n) && n >= 0 && n <= x.length)) {
+    throw new RangeError(`threshold: n = ${n} is not an integer in [0, ${x.length}]`);
+  }
+  if (comparison !== 'gt' && comparison !== 'ge') {
+    throw new RangeError(`threshold: comparison must be 'gt' or 'ge', not ${String(comparison)}`);
+  }
+  if (!(lambda > 0)) {
+    if (Number.isNaN(lambda)) throw new RangeError('threshold: λ is NaN');
+    return;
+  }
+  if (comparison === 'gt') {
+    for (let i = 0; i < n; i++) if (!(Math.abs(x[i]) > lambda)) x[i] = 0;
+  } else {
+    for (let i = 0; i < n; i++) if (!(Math.abs(x[i]) >= lambda)) x[i] = 0;
+  }
+}
+
+/** The number of exact zeros (+0 and −0; not NaN) among x[0:n]. */
+export function countZeros(x: Float32Array, n = x.length): number {
+  if (!(Number.isInteger(n) && n >= 0 && n <= x.length)) {
+    throw new RangeError(`countZeros: n = ${n} is not an integer in [0, ${x.length}]`);
+  }
+  let z = 0;
+  for (let i = 0; i < n; i++) if (x[i] === 0) z++;
+  return z;
+}
+
+/**
  * Token shift mix for T tokens of width n: out_t = x_t·mix + x_{t−1}·(1−mix), where
  * x_{−1} = `prev` (the state carried from the previous call).
  */

@@ -315,6 +315,43 @@ Napi::Value ReluSquare(const Napi::CallbackInfo& info) {
   return Unary<act::reluSquare>(info, "reluSquare");
 }
 
+// threshold(x, lambda, comparison, n = x.length), in place. lambda: any number but NaN,
+// ≤ 0 (−inf included) being the identity and +inf zeroing every finite value;
+// comparison: "gt" keeps |x| > lambda, "ge" keeps |x| ≥ lambda.
+Napi::Value Threshold(const Napi::CallbackInfo& info) {
+  const char* fn = "threshold";
+  Napi::Env env = info.Env();
+  Span x = spanArg(info, 0, fn, "x");
+  const size_t n = countOr(info, 3, fn, "n", x.used);
+  require(env, fn, x, n, "n");
+  double lambda = 0;
+  if (napi_get_value_double(env, info[1], &lambda) != napi_ok) {
+    failType(env, "threshold: lambda must be a number");
+  }
+  if (std::isnan(lambda)) failRange(env, "threshold: lambda is NaN");
+  // Up to 7 bytes: any string longer than "gt"/"ge" shows a third character (≤ 4 bytes).
+  char cmp[8] = {0};
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, info[2], cmp, sizeof cmp, &len) != napi_ok) {
+    failType(env, "threshold: comparison must be the string 'gt' or 'ge'");
+  }
+  const bool gt = len == 2 && cmp[0] == 'g' && cmp[1] == 't';
+  if (!gt && !(len == 2 && cmp[0] == 'g' && cmp[1] == 'e')) {
+    failRange(env, std::string("threshold: comparison must be 'gt' or 'ge', not '") + cmp + "'");
+  }
+  act::threshold(x.data, n, lambda, gt);
+  return env.Undefined();
+}
+
+// countZeros(x, n = x.length) → the number of x[i] === 0 (±0) in x[0:n]
+Napi::Value CountZeros(const Napi::CallbackInfo& info) {
+  const char* fn = "countZeros";
+  Span x = spanArg(info, 0, fn, "x");
+  const size_t n = countOr(info, 1, fn, "n", x.used);
+  require(info.Env(), fn, x, n, "n");
+  return Napi::Number::New(info.Env(), static_cast<double>(act::countZeros(x.data, n)));
+}
+
 // wkv4(out, k, v, r, w, u, aa, bb, pp, T, d)
 Napi::Value Wkv4(const Napi::CallbackInfo& info) {
   const char* fn = "wkv4";
@@ -360,6 +397,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sigmoid", Napi::Function::New(env, Sigmoid));
   exports.Set("reluSquare", Napi::Function::New(env, ReluSquare));
   exports.Set("wkv4", Napi::Function::New(env, Wkv4));
+  exports.Set("threshold", Napi::Function::New(env, Threshold));
+  exports.Set("countZeros", Napi::Function::New(env, CountZeros));
   act::train::addExports(env, exports);
   return exports;
 }

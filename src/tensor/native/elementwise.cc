@@ -4,6 +4,8 @@
 #include "elementwise.h"
 
 #include <algorithm>
+#include <cfloat>
+#include <cmath>
 
 #include "kernels.h"
 #include "ops.h"
@@ -98,6 +100,29 @@ void wkv4(float* out, const float* k, const float* v, const float* r, const floa
   forPieces(d, piece, T * d >= kParallelWkv, [&](size_t i0, size_t i1) {
     kern.wkv4(out, k, v, r, w, u, aa, bb, pp, T, d, i0, i1);
   });
+}
+
+// These two run on the calling thread: a site is d or f values per token in step mode
+// (~20 ns of work, far below a pool wake-up) and even [T, f] in sequence mode is one
+// streaming pass at memory speed.
+void threshold(float* x, size_t n, double lambda, bool strict) {
+  if (!(lambda > 0) || n == 0) return;
+  // A float32 |x| against a double λ: if λ is a float32 the comparison stays as it is;
+  // otherwise |x| > λ and |x| ≥ λ both mean |x| ≥ the next float32 above λ (+inf when λ
+  // is beyond FLT_MAX, and the least subnormal when λ is below it).
+  float bound = lambda > FLT_MAX ? HUGE_VALF : static_cast<float>(lambda);
+  if (static_cast<double>(bound) != lambda) {
+    if (static_cast<double>(bound) < lambda) bound = std::nextafter(bound, HUGE_VALF);
+    strict = false;
+  }
+  std::lock_guard<std::mutex> lock(opsLock());
+  table().threshold(x, n, bound, strict);
+}
+
+size_t countZeros(const float* x, size_t n) {
+  if (n == 0) return 0;
+  std::lock_guard<std::mutex> lock(opsLock());
+  return table().countZeros(x, n);
 }
 
 }  // namespace act

@@ -1,12 +1,13 @@
 // Per-element kernels of the RWKV models, the same functions as reference.ts (layerNorm,
-// timeShiftMix, sigmoid, reluSquare, wkv4): one table per instruction set, chosen with
-// the matrix kernels (Kernels::elementwise), and threaded entry points over the pool.
+// timeShiftMix, sigmoid, reluSquare, wkv4, and the sites' threshold and countZeros): one
+// table per instruction set, chosen with the matrix kernels (Kernels::elementwise), and
+// entry points, threaded over the pool where the work pays for it.
 //
 // Precision: layerNorm, timeShiftMix and wkv4 compute in double as JavaScript does (wkv4
 // with a vector exp accurate to ~1 ulp of double, and its state rounded to float32 after
 // every token as the reference's Math.fround), so the float32 results equal the
 // reference's except for rare last-bit rounding ties. sigmoid uses a float32 exp (error
-// ~2e-7); reluSquare is exact.
+// ~2e-7); reluSquare is exact, and so are threshold and countZeros (comparisons only).
 #pragma once
 #include <cstddef>
 
@@ -27,6 +28,11 @@ struct ElementwiseKernels {
   void (*wkv4)(float* out, const float* k, const float* v, const float* r, const float* w,
                const float* u, float* aa, float* bb, float* pp, size_t T, size_t d, size_t i0,
                size_t i1);
+  // x[i] = 0 unless |x[i]| > lambda (strict) or |x[i]| ≥ lambda; NaN passes neither.
+  // Writes +0 to the zeroed values only. lambda > 0, a float32 (see `threshold` below).
+  void (*threshold)(float* x, size_t n, float lambda, bool strict);
+  // The number of x[i] == 0 (+0 and −0, not NaN) in x[0:n], n < 2³¹.
+  size_t (*countZeros)(const float* x, size_t n);
 };
 
 // The tables the Kernels tables point to (elementwise_{scalar,avx2,avx512}.cc); the
@@ -44,5 +50,10 @@ void sigmoid(float* out, const float* x, size_t n);
 void reluSquare(float* out, const float* x, size_t n);
 void wkv4(float* out, const float* k, const float* v, const float* r, const float* w,
           const float* u, float* aa, float* bb, float* pp, size_t T, size_t d);
+// reference.ts threshold: keeps |x| > lambda (strict) or ≥ lambda over x[0:n], in place;
+// lambda ≤ 0 is the identity, lambda must not be NaN. Compares as JavaScript does (a float32
+// |x| against the double lambda) by turning lambda into an equivalent float32 bound.
+void threshold(float* x, size_t n, double lambda, bool strict);
+size_t countZeros(const float* x, size_t n);
 
 }  // namespace act

@@ -4,6 +4,7 @@
 #include "elementwise.h"
 
 #include <cmath>
+#include <cstdint>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -221,10 +222,47 @@ ACT_AVX2 void wkv4Channels(float* out, const float* k, const float* v,
   }
 }
 
+// x[i] = 0 where |x[i]| fails `Cmp` against λ (an ordered compare: NaN fails).
+template <int Cmp>
+ACT_AVX2 void thresholdWith(float* x, size_t n, float lambda) {
+  const __m256 bound = _mm256_set1_ps(lambda);
+  const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  for (size_t i = 0; i < n; i += 8) {
+    const __m256i m = lanes(n - i);
+    const __m256 a = _mm256_and_ps(load(x + i, m), absMask);
+    // Store +0 into the valid lanes that fail (andnot: not kept, and in range).
+    const __m256 keep = _mm256_cmp_ps(a, bound, Cmp);
+    const __m256i drop = _mm256_andnot_si256(_mm256_castps_si256(keep), m);
+    _mm256_maskstore_ps(x + i, drop, _mm256_setzero_ps());
+  }
+}
+
+ACT_AVX2 void thresholdValues(float* x, size_t n, float lambda, bool strict) {
+  if (strict) thresholdWith<_CMP_GT_OQ>(x, n, lambda);
+  else thresholdWith<_CMP_GE_OQ>(x, n, lambda);
+}
+
+ACT_AVX2 size_t countZeroValues(const float* x, size_t n) {
+  // Per-lane counts in int32 (n < 2³¹): a true compare is −1, so subtract it.
+  __m256i count = _mm256_setzero_si256();
+  for (size_t i = 0; i < n; i += 8) {
+    const __m256i m = lanes(n - i);
+    // EQ_OQ: −0 equals 0, NaN equals nothing; masked-off lanes load as 0, so and with m.
+    const __m256 z = _mm256_cmp_ps(load(x + i, m), _mm256_setzero_ps(), _CMP_EQ_OQ);
+    count = _mm256_sub_epi32(count, _mm256_and_si256(_mm256_castps_si256(z), m));
+  }
+  alignas(32) uint32_t c[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(c), count);
+  size_t total = 0;
+  for (uint32_t v : c) total += v;
+  return total;
+}
+
 }  // namespace
 
-const ElementwiseKernels kElementwiseAvx2 = {layerNormRow, mixRow, sigmoidValues,
-                                             reluSquareValues, wkv4Channels};
+const ElementwiseKernels kElementwiseAvx2 = {
+    layerNormRow, mixRow, sigmoidValues, reluSquareValues, wkv4Channels, thresholdValues,
+    countZeroValues};
 
 }  // namespace act
 

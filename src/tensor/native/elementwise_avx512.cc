@@ -220,10 +220,44 @@ ACT_AVX512 void wkv4Channels(float* out, const float* k, const float* v,
   }
 }
 
+// x[i] = 0 where |x[i]| fails `Cmp` against λ (an ordered compare: NaN fails).
+template <int Cmp>
+ACT_AVX512 void thresholdWith(float* x, size_t n, float lambda) {
+  const __m512 bound = _mm512_set1_ps(lambda);
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 m = lanes(n - i);
+    const __m512 a = _mm512_abs_ps(_mm512_maskz_loadu_ps(m, x + i));
+    // Store +0 into the valid lanes that fail; the others are left untouched.
+    const __mmask16 keep = _mm512_cmp_ps_mask(a, bound, Cmp);
+    _mm512_mask_storeu_ps(x + i, static_cast<__mmask16>(m & ~keep), _mm512_setzero_ps());
+  }
+}
+
+ACT_AVX512 void thresholdValues(float* x, size_t n, float lambda, bool strict) {
+  if (strict) thresholdWith<_CMP_GT_OQ>(x, n, lambda);
+  else thresholdWith<_CMP_GE_OQ>(x, n, lambda);
+}
+
+ACT_AVX512 size_t countZeroValues(const float* x, size_t n) {
+  // Per-lane counts in int32 (n < 2³¹), one masked increment per zero lane.
+  __m512i count = _mm512_setzero_si512();
+  const __m512i one = _mm512_set1_epi32(1);
+  const __m512 zero = _mm512_setzero_ps();
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 m = lanes(n - i);
+    // EQ_OQ: −0 equals 0, NaN equals nothing; masked-off lanes (loaded as 0) do not count.
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    const __mmask16 z = _mm512_mask_cmp_ps_mask(m, v, zero, _CMP_EQ_OQ);
+    count = _mm512_mask_add_epi32(count, z, count, one);
+  }
+  return static_cast<size_t>(static_cast<unsigned>(_mm512_reduce_add_epi32(count)));
+}
+
 }  // namespace
 
-const ElementwiseKernels kElementwiseAvx512 = {layerNormRow, mixRow, sigmoidValues,
-                                               reluSquareValues, wkv4Channels};
+const ElementwiseKernels kElementwiseAvx512 = {
+    layerNormRow, mixRow, sigmoidValues, reluSquareValues, wkv4Channels, thresholdValues,
+    countZeroValues};
 
 }  // namespace act
 

@@ -74,9 +74,29 @@ void wkv4Channels(float* out, const float* k, const float* v, const float* r,
   }
 }
 
+void thresholdValues(float* x, size_t n, float lambda, bool strict) {
+  // !(a > λ) rather than a ≤ λ: NaN fails the test and is zeroed, as in the reference.
+  if (strict) {
+    for (size_t i = 0; i < n; i++) {
+      if (!(std::fabs(x[i]) > lambda)) x[i] = 0;
+    }
+  } else {
+    for (size_t i = 0; i < n; i++) {
+      if (!(std::fabs(x[i]) >= lambda)) x[i] = 0;
+    }
+  }
+}
+
+size_t countZeroValues(const float* x, size_t n) {
+  size_t z = 0;
+  for (size_t i = 0; i < n; i++) z += x[i] == 0.0f;  // true for −0 too
+  return z;
+}
+
 }  // namespace
 
-const ElementwiseKernels kElementwiseScalar = {layerNormRow, mixRow, sigmoidValues,
-                                               reluSquareValues, wkv4Channels};
+const ElementwiseKernels kElementwiseScalar = {
+    layerNormRow, mixRow, sigmoidValues, reluSquareValues, wkv4Channels, thresholdValues,
+    countZeroValues};
 
 }  // namespace act

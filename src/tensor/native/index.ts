@@ -4,10 +4,10 @@
  * versions, chosen at run time from the CPU. GEMM goes through OpenBLAS when the build
  * found it, unless the own kernels are AVX-512 (which measured faster, see `useBlas`);
  * GEMV and sparse GEMV use the own kernels, and so do the per-element ops (`ops`: layer
- * norm, token shift, sigmoid, relu², the WKV recurrence). A pool of persistent threads
- * (2 on the project's machines) serves every call. Weights are copied into addon memory
- * (64-byte aligned, huge pages) by `prepare` and freed by `release` (or, as a safety net,
- * when the Linear is garbage-collected).
+ * norm, token shift, sigmoid, relu², the WKV recurrence, the sites' threshold and zero
+ * count). A pool of persistent threads (2 on the project's machines) serves every call.
+ * Weights are copied into addon memory (64-byte aligned, huge pages) by `prepare` and
+ * freed by `release` (or, as a safety net, when the Linear is garbage-collected).
  *
  * The addon's state (threads, kernels, OpenBLAS) is per process, so there is one backend
  * object; `setThreads`, `setSimd` and `useBlas` change it for every caller.
@@ -35,9 +35,9 @@ export interface NativeInfo {
 
 /**
  * The exports of actsparse.node (src/tensor/native/addon.cc). The elementwise ops take
- * reference.ts's arguments (sizes checked, defaults `eps = 1e-5` and `n = out.length`
- * applied in C++); an output may be its elementwise input itself (in place), but must not
- * otherwise overlap another argument.
+ * reference.ts's arguments (sizes checked, defaults `eps = 1e-5` and `n = out.length`,
+ * or x.length for threshold and countZeros, applied in C++); an output may be its
+ * elementwise input itself (in place), but must not otherwise overlap another argument.
  */
 interface Addon extends ElementwiseOps {
   prepare(w: Float32Array, rows: number, cols: number, sparse: boolean): Handle;
@@ -77,6 +77,8 @@ const EXPORTS = [
   'sigmoid',
   'reluSquare',
   'wkv4',
+  'threshold',
+  'countZeros',
 ];
 // Resolves to <project root>/build/native from both src/tensor/native/ and dist/tensor/native/.
 const ADDON_URL = new URL('../../../build/native/actsparse.node', import.meta.url);
@@ -158,6 +160,8 @@ function makeBackend(a: Addon): Backend {
     sigmoid: a.sigmoid,
     reluSquare: a.reluSquare,
     wkv4: a.wkv4,
+    threshold: a.threshold,
+    countZeros: a.countZeros,
   };
   return {
     name: 'native',
