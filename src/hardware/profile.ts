@@ -8,9 +8,10 @@
  * The built-in profiles are JSON files beside this module, read at run time; the build
  * must copy `src/hardware/profiles/*.json` next to the compiled module.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { z } from 'zod';
 import { UserError } from '../errors.ts';
+import { readJsonFile } from '../util/json.ts';
 
 // ------------------------------------------------------------------ evidence
 
@@ -235,20 +236,6 @@ export function parseProfile(raw: unknown, file: string): Profile {
   return { ...head.data, constants, file };
 }
 
-function readJson(path: string | URL, label: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new UserError(`${label}: cannot read (${(e as NodeJS.ErrnoException).code ?? e})`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new UserError(`${label}: not valid JSON (${(e as Error).message})`);
-  }
-}
-
 export const BUILTIN_PROFILES = ['seneca', 'loihi', 'generic45', 'cpu'] as const;
 
 function builtinUrl(file: string): URL {
@@ -266,7 +253,7 @@ function builtinUrl(file: string): URL {
 export function loadProfile(nameOrPath: string): Profile {
   if ((BUILTIN_PROFILES as readonly string[]).includes(nameOrPath)) {
     const url = builtinUrl(`${nameOrPath}.json`);
-    return parseProfile(readJson(url, `profile ${nameOrPath}`), url.pathname);
+    return parseProfile(readJsonFile(url, `profile ${nameOrPath}`), url.pathname);
   }
   if (!existsSync(nameOrPath)) {
     throw new UserError(
@@ -274,7 +261,7 @@ export function loadProfile(nameOrPath: string): Profile {
       `Built-in profiles: ${BUILTIN_PROFILES.join(', ')}; or give a profile JSON file.`,
     );
   }
-  return parseProfile(readJson(nameOrPath, nameOrPath), nameOrPath);
+  return parseProfile(readJsonFile(nameOrPath, nameOrPath), nameOrPath);
 }
 
 // ------------------------------------------------------------------ mapping
@@ -321,8 +308,11 @@ export function parseMapping(raw: unknown, file: string): Mapping {
 
 /** The mapping file given, or the built-in default. */
 export function loadMapping(path?: string): Mapping {
-  if (path) return parseMapping(readJson(path, path), path);
-  return parseMapping(readJson(builtinUrl('default-mapping.json'), 'default mapping'), 'built-in');
+  if (path) return parseMapping(readJsonFile(path, path), path);
+  return parseMapping(
+    readJsonFile(builtinUrl('default-mapping.json'), 'default mapping'),
+    'built-in',
+  );
 }
 
 // ------------------------------------------------------------------ --set
@@ -452,7 +442,7 @@ export const BenchJson = z
 export type BenchJson = z.infer<typeof BenchJson>;
 
 export function readBench(path: string): BenchJson {
-  const r = BenchJson.safeParse(readJson(path, path));
+  const r = BenchJson.safeParse(readJsonFile(path, path));
   if (!r.success) {
     throw new UserError(
       `${path}: not an actsparse bench result: ${issuesText(r.error)}`,

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { UserError } from '../errors.ts';
 import { TASKS } from '../eval/tasks/registry.ts';
 import { readThresholds, type ThresholdsFile } from '../sparsity/plan.ts';
+import { readJsonFile } from '../util/json.ts';
 
 const Tool = z.object({ name: z.string(), version: z.string() });
 const Metrics = z.record(z.string(), z.number().nullable());
@@ -184,22 +185,8 @@ export const RUN_FILES = [
   'bench.json',
 ];
 
-function readJson(path: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new UserError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? e})`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new UserError(`${path}: not valid JSON (${(e as Error).message})`);
-  }
-}
-
 function validate<T>(schema: z.ZodType<T>, path: string, what: string, made: string): T {
-  const r = schema.safeParse(readJson(path));
+  const r = schema.safeParse(readJsonFile(path));
   if (r.success) return r.data;
   const issue = r.error.issues[0];
   throw new UserError(
@@ -280,7 +267,7 @@ export function loadRun(dir: string): Run {
       'Give a folder written by `actsparse calibrate --out`, or one with eval results, hw.json or bench.json.',
     );
   }
-  const config = has('config.json') ? readJson(at('config.json')) : null;
+  const config = has('config.json') ? readJsonFile(at('config.json')) : null;
   if (config !== null && (typeof config !== 'object' || Array.isArray(config))) {
     throw new UserError(`${at('config.json')}: not a JSON object`);
   }
