@@ -11,9 +11,20 @@ export { openCheckpoint } from './io/open.ts';
 export { writePth } from './io/pth-writer.ts';
 export { writeSafetensors } from './io/safetensors.ts';
 export { loadTokenizer, type Tokenizer, tokenizerForModel } from './io/tokenizer.ts';
-export { detectArchitecture, loadModel } from './models/load.ts';
-export type { LanguageModel, SiteObserver, SiteSpec, SiteTable } from './models/model.ts';
+export {
+  forward,
+  type LanguageModel,
+  makeBatch,
+  type SiteHook,
+  type SiteSpec,
+  type SiteTable,
+  sequenceLogits,
+  step,
+  withThresholds,
+} from './models/model.ts';
 export { randomRwkv4 } from './models/random.ts';
-export { RWKV4_SITES, Rwkv4, Rwkv4State } from './models/rwkv4.ts';
-export type { Backend, Linear } from './tensor/backend.ts';
+export { detectArchitecture, loadModel } from './models/registry.ts';
+export { RWKV4_SITES, Rwkv4, type Rwkv4State } from './models/rwkv4.ts';
+export type { Backend, Buf, Linear } from './tensor/backend.ts';
+export { Seqs } from './tensor/backend.ts';
 export { selectBackend } from './tensor/select.ts';

@@ -9,23 +9,23 @@
  * ~1e-6 at these sizes; |got − want| ≤ 1e-4 + 1e-4·|want| leaves room for that, while a
  * wrong index, a dropped tail element or a stale accumulator is off by ≥ 1e-2.
  *
- * The elementwise ops (Backend.ops) compute in double like the reference where it does
+ * The elementwise ops (CpuKernels.ops) compute in double like the reference where it does
  * (all but sigmoid's float32 exp), so they are held to 1e-6 (layer norm, token
  * shift: relative; sigmoid: absolute) and 1e-5 (wkv4, relative); relu² must be exact.
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
+import type { Linear } from '../src/tensor/backend.ts';
 import {
-  type Backend,
+  type CpuKernels,
   type ElementwiseOps,
-  jsBackend,
-  type Linear,
+  jsKernels,
   referenceOps,
-} from '../src/tensor/backend.ts';
+} from '../src/tensor/cpu.ts';
 import {
   blasUnavailableReason,
   info,
-  loadNativeBackend,
+  loadNativeKernels,
   memoryReadBandwidth,
   nativeUnavailableReason,
   setSimd,
@@ -95,15 +95,15 @@ function configs(): Config[] {
   return list;
 }
 
-function use(c: Config): Backend {
+function use(c: Config): CpuKernels {
   assert.equal(useBlas(c.blas), c.blas);
   setSimd(c.simd);
-  return loadNativeBackend()!;
+  return loadNativeKernels()!;
 }
 
 test('native addon loads', { skip: ci ? false : skip }, () => {
   assert.equal(reason, null, `native addon must be built under CI: ${reason}`);
-  const b = loadNativeBackend();
+  const b = loadNativeKernels();
   assert.ok(b);
   assert.equal(b.name, 'native');
   const i = info();
@@ -217,7 +217,7 @@ describe('native backend behaviour', { skip }, () => {
   });
 
   test('bytes counts both layouts; release frees, and a new weight works after it', () => {
-    const b = loadNativeBackend()!;
+    const b = loadNativeKernels()!;
     const [rows, cols] = [64, 129];
     const w = random(rows * cols, 3);
     const dense = b.prepare(w, rows, cols);
@@ -242,7 +242,7 @@ describe('native backend behaviour', { skip }, () => {
   });
 
   test('bad arguments give clear errors, not crashes', () => {
-    const b = loadNativeBackend()!;
+    const b = loadNativeKernels()!;
     const w = random(12, 5);
     assert.throws(() => b.prepare(w, 3, 5), /12 values != 3×5/);
     assert.throws(() => b.prepare(w, 0, 12), /positive/);
@@ -256,7 +256,7 @@ describe('native backend behaviour', { skip }, () => {
     assert.throws(() => b.sparseGemv(new Float32Array(3), l, x), /without \{sparse: true\}/);
     const shared = new Float32Array(7);
     assert.throws(() => b.gemv(shared.subarray(0, 3), l, shared.subarray(2, 6)), /overlap/);
-    const foreign: Linear = jsBackend.prepare(w, 3, 4);
+    const foreign: Linear = jsKernels.prepare(w, 3, 4);
     assert.throws(() => b.gemv(new Float32Array(3), foreign, x), /another backend/);
     // T = 0 is a no-op.
     const y = new Float32Array(3).fill(7);
@@ -274,7 +274,7 @@ describe('native backend behaviour', { skip }, () => {
   });
 });
 
-// ---- Elementwise ops (Backend.ops) against reference.ts, for every SIMD level ----
+// ---- Elementwise ops (CpuKernels.ops) against reference.ts, for every SIMD level ----
 
 const WIDTHS = [1, 3, 17, 64, 192, 1000];
 const STEPS = [1, 2, 5, 33, 256];
@@ -352,7 +352,7 @@ for (const simd of simdLevels()) {
   describe(`native elementwise ops: ${simd}`, () => {
     const ops = (): ElementwiseOps => {
       setSimd(simd);
-      return loadNativeBackend()!.ops;
+      return loadNativeKernels()!.ops;
     };
     after(() => setSimd('auto'));
 
@@ -584,7 +584,7 @@ for (const simd of simdLevels()) {
 
 describe('native elementwise ops: bad arguments', { skip }, () => {
   test('sizes, types and overlaps give clear errors, never out-of-bounds access', () => {
-    const o = loadNativeBackend()!.ops;
+    const o = loadNativeKernels()!.ops;
     const f = (n: number) => new Float32Array(n);
     assert.throws(() => o.sigmoid(f(4), f(3)), {
       name: 'RangeError',

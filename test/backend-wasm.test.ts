@@ -12,8 +12,8 @@ import { UserError } from '../src/errors.ts';
 import type { Linear } from '../src/tensor/backend.ts';
 import * as ref from '../src/tensor/reference.ts';
 import {
-  loadWasmBackend,
-  type WasmBackend,
+  loadWasmKernels,
+  type WasmKernels,
   wasmUnavailableReason,
 } from '../src/tensor/wasm/index.ts';
 import { assertClose } from './helpers/assert.ts';
@@ -21,8 +21,8 @@ import { assertClose } from './helpers/assert.ts';
 const reason = wasmUnavailableReason();
 const skip = reason && process.env.CI !== 'true' ? `wasm backend unavailable: ${reason}` : false;
 
-function load(opts?: Parameters<typeof loadWasmBackend>[0]): WasmBackend {
-  const b = loadWasmBackend(opts);
+function load(opts?: Parameters<typeof loadWasmKernels>[0]): WasmKernels {
+  const b = loadWasmKernels(opts);
   if (!b) throw new Error(`wasm backend unavailable: ${wasmUnavailableReason()}`);
   return b;
 }

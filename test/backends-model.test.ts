@@ -7,12 +7,15 @@ import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { memoryCheckpoint } from '../src/io/memory.ts';
 import { openCheckpoint } from '../src/io/open.ts';
+import { forward, type LanguageModel, makeBatch } from '../src/models/model.ts';
 import { randomRwkv4 } from '../src/models/random.ts';
-import { RWKV4_SITES, Rwkv4 } from '../src/models/rwkv4.ts';
+import { architecture, loadModel } from '../src/models/registry.ts';
+import { Rwkv4 } from '../src/models/rwkv4.ts';
 import { perTokenQuantileThresholds } from '../src/sparsity/quantile.ts';
-import type { Backend } from '../src/tensor/backend.ts';
+import type { Backend, Buf } from '../src/tensor/backend.ts';
 import { backendNotices, selectBackend } from '../src/tensor/select.ts';
 import { assertClose } from './helpers/assert.ts';
+import { logitsOf, observe, stepAll } from './helpers/model.ts';
 import { needsShared, shared } from './helpers/shared.ts';
 
 /** Every backend; under CI all three must load (CI builds them). */
@@ -40,7 +43,7 @@ describe('golden logits on every backend', () => {
         ...needsShared(pth, toks, refl),
         ...(backend ? {} : { skip: `${name} backend not built here: ${backendNotices.join(' ')}` }),
       },
-      () => {
+      async () => {
         const tokens: number[] = JSON.parse(readFileSync(shared(toks), 'utf8'));
         const b = readFileSync(shared(refl));
         const expected = new Float32Array(
@@ -49,13 +52,11 @@ describe('golden logits on every backend', () => {
         const ckpt = openCheckpoint(shared(pth));
         const model = Rwkv4.load(ckpt, backend!, { sparse: true });
         ckpt.close();
-        const d = assertClose(model.forward(tokens, model.newState()), expected, {
+        const d = assertClose(await logitsOf(model, tokens), expected, {
           atol: 1e-4,
           label: `${name} sequence`,
         });
-        const s = model.newState();
-        const steps = new Float32Array(32 * 256);
-        for (let t = 0; t < 32; t++) steps.set(model.step(tokens[t], s), t * 256);
+        const steps = await stepAll(model, tokens.slice(0, 32));
         assertClose(steps, expected.subarray(0, 32 * 256), { atol: 1e-4, label: `${name} step` });
         console.log(`  ${name}: max abs diff ${d.toExponential(2)}`);
       },
@@ -63,42 +64,37 @@ describe('golden logits on every backend', () => {
   }
 });
 
-describe('thresholded step mode (sparse kernels) equals thresholded sequence mode', () => {
+/** λ per site for about `zeros` of zeros, from the dense activations of `tokens`. */
+function lambdasFor(model: LanguageModel, tokens: number[], zeros: number): Float32Array {
+  const lambda = new Float32Array(model.thresholds.length);
+  observe(model, tokens, (g, x, rows, cols) => {
+    lambda[g] = perTokenQuantileThresholds(x, rows, cols, [1 - zeros])[0];
+  });
+  return lambda;
+}
+
+describe('thresholded step mode (zero-skipping kernels) equals thresholded sequence mode', () => {
   for (const [name, backend] of backends()) {
-    test(name, backend ? {} : { skip: `${name} backend not built here` }, () => {
+    // d = 512: block weights of ≥ 1 MiB, so step mode really reads them through the
+    // zero-skipping kernel (smaller ones stay on the dense path, see skipZeros).
+    test(name, backend ? {} : { skip: `${name} backend not built here` }, async () => {
       const model = Rwkv4.load(
-        memoryCheckpoint(randomRwkv4({ nLayer: 2, nEmbd: 64, nVocab: 80, seed: 4 })),
+        memoryCheckpoint(randomRwkv4({ nLayer: 1, nEmbd: 512, nVocab: 80, seed: 4 })),
         backend!,
-        {
-          sparse: true,
-        },
+        { sparse: true },
       );
-      const tokens = Array.from({ length: 24 }, (_, i) => (i * 29 + 3) % 80);
-      // λ for about 50% zeros at every site, from the dense activations.
-      const lambda = new Float32Array(model.thresholds.length);
-      model.observer = (site, x, T) => {
-        lambda[site] = perTokenQuantileThresholds(
-          x,
-          T,
-          model.sites.perBlock[site % RWKV4_SITES.length].cols,
-          [0.5],
-        )[0];
-      };
-      const dense = model.forward(tokens, model.newState());
-      model.observer = null;
+      const tokens = Array.from({ length: 12 }, (_, i) => (i * 29 + 3) % 80);
+      const lambda = lambdasFor(model, tokens, 0.5);
+      const dense = await logitsOf(model, tokens);
       model.setThresholds(lambda);
-      const seq = model.forward(tokens, model.newState());
-      const s = model.newState();
-      const steps = new Float32Array(seq.length);
+      const seq = await logitsOf(model, tokens);
       let zeros = 0;
       let total = 0;
-      model.observer = (_g, x) => {
+      observe(model, tokens, (_g, x) => {
         for (const v of x) zeros += v === 0 ? 1 : 0;
         total += x.length;
-      };
-      tokens.forEach((t, i) => {
-        steps.set(model.step(t, s), i * 80);
       });
+      const steps = await stepAll(model, tokens);
       assertClose(steps, seq, { atol: 2e-4, rtol: 1e-4, label: `${name} sparse step vs sequence` });
       assert.ok(
         zeros / total > 0.4,
@@ -109,9 +105,90 @@ describe('thresholded step mode (sparse kernels) equals thresholded sequence mod
       for (let i = 0; i < seq.length; i++) diff = Math.max(diff, Math.abs(seq[i] - dense[i]));
       assert.ok(diff > 1e-3, `thresholded logits differ from dense by ${diff}`);
       // λ = 0 everywhere is the dense model again.
-      model.observer = null;
       model.setThresholds(new Float32Array(lambda.length));
-      assert.deepEqual(model.forward(tokens, model.newState()), dense);
+      assert.deepEqual(await logitsOf(model, tokens), dense);
+    });
+  }
+});
+
+/** RWKV-4 and OPT, random weights of realistic magnitudes. */
+function models(backend: Backend): LanguageModel[] {
+  return [
+    architecture('rwkv4').random({ nLayer: 2, nEmbd: 64, nVocab: 90 }, 5),
+    architecture('opt').random({ nLayer: 2, nEmbd: 64, nVocab: 90, nHead: 4 }, 6),
+  ].map((ck) => loadModel(ck, backend, { sparse: true }));
+}
+
+describe('a batch of sequences equals each sequence alone', () => {
+  // Lengths 0 and 1 included: an empty sequence must leave its state as it is.
+  const seqs = [17, 1, 0, 30, 5].map((n, s) =>
+    Array.from({ length: n }, (_, i) => (i * 31 + s * 7 + 2) % 90),
+  );
+  for (const [name, backend] of backends()) {
+    const opts = backend ? {} : { skip: `${name} backend not built here` };
+    test(
+      `${name}: sequence mode, then one token each (step), dense and thresholded`,
+      opts,
+      async () => {
+        for (const model of models(backend!)) {
+          for (const zeros of [0, 0.5]) {
+            model.setThresholds(
+              zeros ? lambdasFor(model, seqs[3], zeros) : new Float32Array(model.thresholds.length),
+            );
+            const label = `${name} ${model.arch} zeros ${zeros}`;
+            // Sequence mode: all five at once from a fresh state of five.
+            const state = model.newState(seqs.length);
+            const all = await model.backend.read(
+              forward(model, makeBatch(model, seqs), state) as Buf,
+            );
+            // Then one more token for each (T = 1 per sequence).
+            const next = seqs.map((_, s) => [(s * 13 + 1) % 90]);
+            const stepped = await model.backend.read(
+              forward(model, makeBatch(model, next), state) as Buf,
+            );
+            const V = model.nVocab;
+            let row = 0;
+            for (let s = 0; s < seqs.length; s++) {
+              const alone = model.newState();
+              const want = await logitsOf(model, seqs[s], alone);
+              const got = all.subarray(row * V, (row + seqs[s].length) * V);
+              assertClose(got, want, { atol: 2e-5, rtol: 2e-5, label: `${label} sequence ${s}` });
+              row += seqs[s].length;
+              const wantNext = await stepAll(model, next[s], alone);
+              assertClose(stepped.subarray(s * V, (s + 1) * V), wantNext, {
+                atol: 2e-5,
+                rtol: 2e-5,
+                label: `${label} step ${s}`,
+              });
+            }
+          }
+        }
+      },
+    );
+
+    test(`${name}: select copies sequences of a state (and repeats them)`, opts, async () => {
+      for (const model of models(backend!)) {
+        const state = model.newState(3);
+        forward(model, makeBatch(model, [seqs[0], seqs[3], seqs[4]]), state, { logits: 'none' });
+        const picked = state.select([2, 0, 2]);
+        const next = [[4], [5], [6]];
+        const got = await model.backend.read(forward(model, makeBatch(model, next), picked) as Buf);
+        const V = model.nVocab;
+        for (const [i, src] of [
+          [0, 4],
+          [1, 0],
+          [2, 4],
+        ]) {
+          const alone = model.newState();
+          await logitsOf(model, seqs[src], alone);
+          const want = await stepAll(model, next[i], alone);
+          assertClose(got.subarray(i * V, (i + 1) * V), want, {
+            atol: 2e-5,
+            rtol: 2e-5,
+            label: `${name} ${model.arch} select ${i}`,
+          });
+        }
+      }
     });
   }
 });

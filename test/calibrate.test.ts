@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { UserError } from '../src/errors.ts';
 import { brownDocuments, detag } from '../src/eval/brown.ts';
 import { splitDocuments, tokenWindows } from '../src/eval/documents.ts';
@@ -26,7 +26,7 @@ import {
   pooledQuantileThresholds,
   quantileSorted,
 } from '../src/sparsity/quantile.ts';
-import { jsBackend } from '../src/tensor/backend.ts';
+import { jsBackend } from '../src/tensor/select.ts';
 import { rng } from '../src/util/random.ts';
 import { tmpDir } from './helpers/shared.ts';
 
@@ -75,9 +75,12 @@ const files = (d: string) =>
 
 describe('calibrate (paper method) on a random model', () => {
   const full = join(dir, 'full');
-  const { plan } = calibrate(model(), bytes, source, cfg, full, { resume: false });
+  let plan: Awaited<ReturnType<typeof calibrate>>['plan'];
+  before(async () => {
+    plan = (await calibrate(model(), bytes, source, cfg, full, { resume: false })).plan;
+  });
 
-  test('thresholds.json describes every site, measured sparsity, loss within the budget', () => {
+  test('thresholds.json describes every site, measured sparsity, loss within the budget', async () => {
     assert.equal(plan.sites.length, 14);
     assert.equal(plan.model.architecture, 'rwkv4');
     assert.equal(plan.data.windows, 6);
@@ -92,9 +95,9 @@ describe('calibrate (paper method) on a random model', () => {
     assert.equal(csv.length - 1, plan.results.work.lossEvaluations);
   });
 
-  test('kill and resume: a journal cut after some sites (and mid-line) finishes byte-identically', () => {
+  test('kill and resume: a journal cut after some sites (and mid-line) finishes byte-identically', async () => {
     const cut = join(dir, 'cut');
-    calibrate(model(), bytes, source, cfg, cut, { resume: false });
+    await calibrate(model(), bytes, source, cfg, cut, { resume: false });
     // Simulate a kill after 5 sites, the 6th line half written, no outputs yet.
     const journal = readFileSync(join(cut, 'journal.jsonl'), 'utf8').split('\n');
     writeFileSync(
@@ -102,30 +105,30 @@ describe('calibrate (paper method) on a random model', () => {
       `${journal.slice(0, 6).join('\n')}\n${journal[6].slice(0, 40)}`,
     );
     for (const f of ['thresholds.json', 'calibration.csv', 'config.json']) rmSync(join(cut, f));
-    assert.throws(
+    await assert.rejects(
       () => calibrate(model(), bytes, source, cfg, cut, { resume: false }),
       /unfinished calibration/,
     );
-    const { decidedNow } = calibrate(model(), bytes, source, cfg, cut, { resume: true });
+    const { decidedNow } = await calibrate(model(), bytes, source, cfg, cut, { resume: true });
     assert.equal(decidedNow, 14 - 5);
     assert.deepEqual(files(cut), files(full));
   });
 
-  test('a finished run is never overwritten; resume with another configuration is refused', () => {
-    assert.throws(
+  test('a finished run is never overwritten; resume with another configuration is refused', async () => {
+    await assert.rejects(
       () => calibrate(model(), bytes, source, cfg, full, { resume: false }),
       /already holds/,
     );
     const other = join(dir, 'other');
-    calibrate(model(), bytes, source, { ...cfg, method: 'none' }, other, { resume: false });
+    await calibrate(model(), bytes, source, { ...cfg, method: 'none' }, other, { resume: false });
     rmSync(join(other, 'thresholds.json'));
-    assert.throws(
+    await assert.rejects(
       () => calibrate(model(), bytes, source, cfg, other, { resume: true }),
       /another model, data or configuration/,
     );
   });
 
-  test('the thresholds file round-trips and reproduces the measured sparsity', () => {
+  test('the thresholds file round-trips and reproduces the measured sparsity', async () => {
     const m = model();
     const read = readThresholds(join(full, 'thresholds.json'));
     assert.deepEqual(read, plan);
@@ -136,7 +139,7 @@ describe('calibrate (paper method) on a random model', () => {
     );
   });
 
-  test('a thresholds file made for other weights or another shape is refused', () => {
+  test('a thresholds file made for other weights or another shape is refused', async () => {
     const read = readThresholds(join(full, 'thresholds.json'));
     assert.throws(() => applyThresholds(model(10), read, 't.json'), /made for other weights/);
     const bigger = Rwkv4.load(
@@ -154,18 +157,25 @@ describe('calibrate (paper method) on a random model', () => {
 });
 
 describe('other methods in the same harness', () => {
-  test('none: every λ is 0 and the model is exactly the dense one', () => {
+  test('none: every λ is 0 and the model is exactly the dense one', async () => {
     const m = model();
-    const { plan } = calibrate(m, bytes, source, { ...cfg, method: 'none' }, join(dir, 'none'), {
-      resume: false,
-    });
+    const { plan } = await calibrate(
+      m,
+      bytes,
+      source,
+      { ...cfg, method: 'none' },
+      join(dir, 'none'),
+      {
+        resume: false,
+      },
+    );
     assert.ok(plan.sites.every((s) => s.lambda === 0 && s.k === 1));
     assert.equal(plan.results.finalLoss, plan.results.denseLoss);
     assert.equal(plan.results.sparsity.macWeighted, plan.results.sparsity.naturalMacWeighted);
   });
 
-  test('uniform: every site near the target sparsity, without loss feedback', () => {
-    const { plan } = calibrate(
+  test('uniform: every site near the target sparsity, without loss feedback', async () => {
+    const { plan } = await calibrate(
       model(),
       bytes,
       source,
@@ -180,9 +190,9 @@ describe('other methods in the same harness', () => {
       assert.ok(Math.abs(s.sparsity - 0.6) < 0.12, `${s.site}: ${s.sparsity}`);
   });
 
-  test('teal: each block reaches the MAC-weighted target, greedy steps logged', () => {
+  test('teal: each block reaches the MAC-weighted target, greedy steps logged', async () => {
     const m = model();
-    const { plan } = calibrate(
+    const { plan } = await calibrate(
       m,
       bytes,
       source,
@@ -210,7 +220,7 @@ describe('other methods in the same harness', () => {
 });
 
 describe('statistics', () => {
-  test('per-token quantile equals a direct sort with linear interpolation', () => {
+  test('per-token quantile equals a direct sort with linear interpolation', async () => {
     const T = 7;
     const C = 13;
     const rr = rng(5);
@@ -234,20 +244,20 @@ describe('statistics', () => {
     );
   });
 
-  test('measured sparsity follows λ: λ = 0 gives the natural zeros only', () => {
+  test('measured sparsity follows λ: λ = 0 gives the natural zeros only', async () => {
     const m = model();
     const windows = [Array.from({ length: 20 }, (_, i) => (i * 31) % 256)];
-    const natural = measureSparsity(m, windows);
+    const natural = await measureSparsity(m, windows);
     for (let g = 0; g < natural.length; g++) if (g % 7 !== 6) assert.equal(natural[g], 0);
     m.setThresholds(new Float32Array(m.thresholds.length).fill(0.5));
-    const sparse = measureSparsity(m, windows);
+    const sparse = await measureSparsity(m, windows);
     assert.ok(sparse.every((s, g) => s >= natural[g]));
     assert.ok(macWeighted(m, sparse) > macWeighted(m, natural) + 0.1);
   });
 });
 
 describe('calibration data', () => {
-  test('Brown: 500 documents, tags removed, held-out documents are cn18…cr09', () => {
+  test('Brown: 500 documents, tags removed, held-out documents are cn18…cr09', async () => {
     const docs = brownDocuments();
     assert.equal(docs.length, 500);
     assert.equal(detag('The/at jury/nn ,/, ``/`` yes/rb ;/. ;/.'), 'The jury, "yes;;');
@@ -267,12 +277,12 @@ describe('calibration data', () => {
     );
   });
 
-  test('windows of ctx + 1 tokens without overlap; too little data is a clear error', () => {
+  test('windows of ctx + 1 tokens without overlap; too little data is a clear error', async () => {
     assert.deepEqual(tokenWindows([1, 2, 3, 4, 5, 6, 7], 3, 10), [
       [1, 2, 3],
       [4, 5, 6],
     ]);
-    assert.throws(
+    await assert.rejects(
       () =>
         calibrate(model(), bytes, source, { ...cfg, windows: 500 }, join(dir, 'small'), {
           resume: false,

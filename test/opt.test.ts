@@ -15,14 +15,15 @@ import type { Checkpoint } from '../src/io/checkpoint.ts';
 import { memoryCheckpoint, type NamedTensor, readAll } from '../src/io/memory.ts';
 import { openCheckpoint } from '../src/io/open.ts';
 import { writePth } from '../src/io/pth-writer.ts';
-import { detectArchitecture, loadModel } from '../src/models/load.ts';
-import { applyThreshold } from '../src/models/model.ts';
+import { makeBatch, sequenceLogits } from '../src/models/model.ts';
 import { OPT_SITES, Opt, optConfig } from '../src/models/opt.ts';
+import { detectArchitecture, loadModel } from '../src/models/registry.ts';
 import { perTokenQuantileThresholds } from '../src/sparsity/quantile.ts';
-import { jsBackend } from '../src/tensor/backend.ts';
-import { logSoftmax } from '../src/tensor/reference.ts';
+import { threshold as applyThreshold, logSoftmax } from '../src/tensor/reference.ts';
+import { jsBackend } from '../src/tensor/select.ts';
 import { rng } from '../src/util/random.ts';
 import { assertClose } from './helpers/assert.ts';
+import { logitsOf, observe, stepAll } from './helpers/model.ts';
 import { needsShared, shared, tmpDir } from './helpers/shared.ts';
 
 const DIR = 'models/opt/brown-opt-3m';
@@ -46,17 +47,6 @@ function loadPath(path: string, sparse = false): Opt {
   }
 }
 
-/** Logits of every position, one step at a time from a fresh state. */
-function stepAll(model: Opt, tokens: readonly number[]): Float32Array {
-  const V = model.nVocab;
-  const out = new Float32Array(tokens.length * V);
-  const s = model.newState();
-  tokens.forEach((t, i) => {
-    out.set(model.step(t, s), i * V);
-  });
-  return out;
-}
-
 function meanNll(logits: Float32Array, tokens: readonly number[], V: number): number {
   let sum = 0;
   for (let t = 0; t + 1 < tokens.length; t++)
@@ -73,7 +63,7 @@ function assertSame(a: Float32Array, b: Float32Array, label: string): void {
 // ---------------------------------------------------------------- the trained model
 
 describe('brown-opt-3m against the Hugging Face-exact reference', () => {
-  test('every position ≤ 1e-4, mean NLL 1.7953, step = sequence', fixture, () => {
+  test('every position ≤ 1e-4, mean NLL 1.7953, step = sequence', fixture, async () => {
     const tokens: number[] = JSON.parse(readFileSync(shared(TOKENS), 'utf8'));
     const expected = f32(shared(REF));
     const model = loadPath(shared(DIR));
@@ -82,11 +72,11 @@ describe('brown-opt-3m against the Hugging Face-exact reference', () => {
       [model.nLayer, model.nEmbd, model.config.nHead, model.config.nFfn, model.nVocab],
       [6, 192, 6, 768, 256],
     );
-    const seq = model.forward(tokens, model.newState());
+    const seq = await logitsOf(model, tokens);
     const d = assertClose(seq, expected, { atol: 1e-4, label: 'sequence' });
     const nll = meanNll(seq, tokens, 256);
     assert.ok(Math.abs(nll - 1.7953) < 5e-5, `mean NLL ${nll}`);
-    const steps = stepAll(model, tokens);
+    const steps = await stepAll(model, tokens);
     assertClose(steps, expected, { atol: 1e-4, label: 'step' });
     assertSame(steps, seq, 'step vs sequence');
     console.log(`  max abs diff ${d.toExponential(2)}, mean NLL ${nll.toFixed(5)}`);
@@ -95,7 +85,7 @@ describe('brown-opt-3m against the Hugging Face-exact reference', () => {
   test(
     'pytorch_model.bin (.pth reader) with config.json beside it: same logits and fingerprint',
     fixture,
-    () => {
+    async () => {
       const tokens: number[] = JSON.parse(readFileSync(shared(TOKENS), 'utf8')).slice(0, 64);
       const expected = f32(shared(REF)).subarray(0, 64 * 256);
       const dir = tmpDir();
@@ -113,22 +103,21 @@ describe('brown-opt-3m against the Hugging Face-exact reference', () => {
       );
       copyFileSync(join(shared(DIR), 'config.json'), join(dir, 'config.json'));
       const model = loadPath(bin);
-      assertClose(model.forward(tokens, model.newState()), expected, { atol: 1e-4, label: 'pth' });
+      assertClose(await logitsOf(model, tokens), expected, { atol: 1e-4, label: 'pth' });
       assert.equal(model.fingerprint, loadPath(shared(DIR)).fingerprint);
     },
   );
 
-  test('fc2 input is naturally sparse (ReLU), qkv and fc1 dense', fixture, () => {
+  test('fc2 input is naturally sparse (ReLU), qkv and fc1 dense', fixture, async () => {
     const tokens: number[] = JSON.parse(readFileSync(shared(TOKENS), 'utf8'));
     const model = loadPath(shared(DIR));
     const zeros = [0, 0, 0];
     const total = [0, 0, 0];
-    model.observer = (g, x) => {
+    observe(model, tokens, (g, x) => {
       const s = g % OPT_SITES.length;
       for (const v of x) zeros[s] += v === 0 ? 1 : 0;
       total[s] += x.length;
-    };
-    model.forward(tokens, model.newState());
+    });
     const frac = zeros.map((z, i) => z / total[i]);
     assert.ok(frac[2] > 0.8 && frac[2] < 0.92, `fc2 ${frac[2]}`);
     assert.ok(frac[0] < 0.01 && frac[1] < 0.01, `qkv ${frac[0]}, fc1 ${frac[1]}`);
@@ -333,19 +322,19 @@ describe('random 2-layer OPT against an independent float64 forward', () => {
     ['word_embed_proj_dim ≠ hidden (project_in/out), post-LN', { proj: 10, preLN: false }],
   ];
   for (const [label, over] of variants) {
-    test(label, () => {
+    test(label, async () => {
       const v = { ...BASE, ...over };
       const tensors = randomTensors(v, 7);
       const model = Opt.load(checkpointOf(tensors, hfConfig(v)), jsBackend);
       const tokens = tokensFor(v, 12);
       const expected = Float32Array.from(referenceForward(v, tensors, tokens).flat());
-      const seq = model.forward(tokens, model.newState());
+      const seq = await logitsOf(model, tokens);
       assertClose(seq, expected, { atol: 1e-4, rtol: 1e-4, label: `${label} sequence` });
-      assertSame(stepAll(model, tokens), seq, `${label} step`);
+      assertSame(await stepAll(model, tokens), seq, `${label} step`);
     });
   }
 
-  test('OPTModel names (decoder.… without model.) load the same model', () => {
+  test('OPTModel names (decoder.… without model.) load the same model', async () => {
     const tensors = randomTensors(BASE, 3);
     const renamed = tensors.map((t) => ({ ...t, name: t.name.replace(/^model\./, '') }));
     const a = Opt.load(checkpointOf(tensors, hfConfig(BASE)), jsBackend);
@@ -353,7 +342,7 @@ describe('random 2-layer OPT against an independent float64 forward', () => {
     assert.equal(detectArchitecture(ckpt), 'opt');
     const b = Opt.load(ckpt, jsBackend);
     const tokens = tokensFor(BASE, 9);
-    assert.deepEqual(b.forward(tokens, b.newState()), a.forward(tokens, a.newState()));
+    assert.deepEqual(await logitsOf(b, tokens), await logitsOf(a, tokens));
     assert.equal(a.fingerprint, b.fingerprint);
   });
 });
@@ -361,67 +350,69 @@ describe('random 2-layer OPT against an independent float64 forward', () => {
 // ---------------------------------------------------------------- state and layers
 
 describe('state, positions and the calibration API', () => {
-  test('continuing a state (forward in pieces, clone, step after forward) = one forward', () => {
+  test('continuing a state (forward in pieces, clone, step after forward) = one forward', async () => {
     const model = randomModel(BASE, 5);
     const tokens = tokensFor(BASE, 20);
     const V = BASE.vocab;
-    const full = model.forward(tokens, model.newState());
+    const full = await logitsOf(model, tokens);
     const s = model.newState();
-    const a = model.forward(tokens.slice(0, 7), s);
-    assert.equal(s.position, 7);
+    const a = await logitsOf(model, tokens.slice(0, 7), s);
+    assert.equal(s.position(), 7);
     const fork = s.clone();
-    const b = model.forward(tokens.slice(7, 15), s);
-    assert.equal(s.position, 15);
-    assert.equal(fork.position, 7);
-    const c = model.step(tokens[15], s).slice();
-    const rest = model.forward(tokens.slice(16), s, { logits: 'last' });
-    assert.equal(s.position, 20);
+    const b = await logitsOf(model, tokens.slice(7, 15), s);
+    assert.equal(s.position(), 15);
+    assert.equal(fork.position(), 7);
+    const c = await stepAll(model, [tokens[15]], s);
+    const rest = await sequenceLogits(model, tokens.slice(16), s, 'last');
+    assert.equal(s.position(), 20);
     assertSame(a, full.subarray(0, 7 * V), 'first piece');
     assertSame(b, full.subarray(7 * V, 15 * V), 'second piece');
     assertSame(c, full.subarray(15 * V, 16 * V), 'step after forward');
     assertSame(rest, full.subarray(19 * V), 'last logits');
     // The clone continues from its own position, unaffected by the original.
-    assertSame(model.forward(tokens.slice(7, 15), fork), b, 'clone');
+    assertSame(await logitsOf(model, tokens.slice(7, 15), fork), b, 'clone');
   });
 
-  test('logits(block(…block(embed))) = forward, with embed continuing a state', () => {
+  test('logits(block(…block(embed))) = forward, with embed continuing a state', async () => {
     const model = randomModel(BASE, 6);
     const tokens = tokensFor(BASE, 14);
     const V = BASE.vocab;
-    const full = model.forward(tokens, model.newState());
+    const full = await logitsOf(model, tokens);
     const s = model.newState();
     for (const [lo, hi] of [
       [0, 5],
       [5, 14],
     ]) {
       const T = hi - lo;
-      const x = model.embed(tokens.slice(lo, hi), s);
-      for (let b = 0; b < model.nLayer; b++) model.block(b, x, T, s);
-      assertSame(model.logits(x, T), full.subarray(lo * V, hi * V), `tokens ${lo}..${hi}`);
+      const batch = makeBatch(model, [tokens.slice(lo, hi)]);
+      const x = model.embed(batch, s);
+      for (let b = 0; b < model.nLayer; b++) model.block(b, x, batch, s);
+      const logits = await model.backend.read(model.head(x, T));
+      assertSame(logits, full.subarray(lo * V, hi * V), `tokens ${lo}..${hi}`);
     }
-    assert.equal(s.position, 14);
+    assert.equal(s.position(), 14);
   });
 
-  test('sequences beyond max_position_embeddings are refused', () => {
+  test('sequences beyond max_position_embeddings are refused', async () => {
     const model = randomModel(BASE, 2);
     const n = BASE.positions;
     // Exactly max_position_embeddings tokens fit; one more does not.
-    assert.equal(model.forward(tokensFor(BASE, n), model.newState()).length, n * BASE.vocab);
-    assert.throws(
-      () => model.forward(tokensFor(BASE, n + 1), model.newState()),
+    assert.equal((await logitsOf(model, tokensFor(BASE, n))).length, n * BASE.vocab);
+    await assert.rejects(
+      () => logitsOf(model, tokensFor(BASE, n + 1)),
       (e: Error) => e instanceof UserError && /max_position_embeddings 20/.test(e.message),
     );
     const s = model.newState();
-    model.forward(tokensFor(BASE, n), s);
-    assert.throws(() => model.step(1, s), /max_position_embeddings/);
-    assert.throws(() => model.forward([BASE.vocab], model.newState()), /outside the vocabulary/);
+    await logitsOf(model, tokensFor(BASE, n), s);
+    await assert.rejects(() => stepAll(model, [1], s), /max_position_embeddings/);
+    await assert.rejects(() => logitsOf(model, [BASE.vocab]), /outside the vocabulary/);
   });
 });
 
 // ---------------------------------------------------------------- thresholds
 
 describe('thresholds (keep |x| ≥ λ)', () => {
-  test('applyThreshold ge keeps |x| = λ and λ = 0 is the identity', () => {
+  test('applyThreshold ge keeps |x| = λ and λ = 0 is the identity', async () => {
     const x = Float32Array.from([0.5, -0.5, 0.4, -0.49, 0, 2]);
     applyThreshold(x, 0.5, 'ge');
     assert.deepEqual(Array.from(x), [0.5, -0.5, 0, 0, 0, 2]);
@@ -430,7 +421,7 @@ describe('thresholds (keep |x| ≥ λ)', () => {
     assert.deepEqual(y, Float32Array.from([1e-30, -0, 0, -3]));
   });
 
-  test('sites: 3 per layer with MAC rows 3d, ffn, d and comparison ge', () => {
+  test('sites: 3 per layer with MAC rows 3d, ffn, d and comparison ge', async () => {
     const m = randomModel(BASE, 1);
     assert.equal(m.sites.comparison, 'ge');
     assert.deepEqual(
@@ -444,14 +435,13 @@ describe('thresholds (keep |x| ≥ λ)', () => {
     assert.equal(m.thresholds.length, 6);
   });
 
-  test('a site input equal to λ is kept, the next smaller magnitude dropped', () => {
+  test('a site input equal to λ is kept, the next smaller magnitude dropped', async () => {
     const m = randomModel(BASE, 3);
     const tokens = tokensFor(BASE, 4);
     let first = new Float32Array(0);
-    m.observer = (g, x) => {
+    observe(m, tokens, (g, x) => {
       if (g === 0) first = x.slice();
-    };
-    m.forward(tokens, m.newState());
+    });
     // λ = the 5th smallest magnitude of layer 0's qkv input (exactly representable).
     const mags = Array.from(first, Math.abs).sort((a, b) => a - b);
     const lambda = mags[4];
@@ -459,10 +449,9 @@ describe('thresholds (keep |x| ≥ λ)', () => {
     t[0] = lambda;
     m.setThresholds(t);
     let kept = new Float32Array(0);
-    m.observer = (g, x) => {
+    observe(m, tokens, (g, x) => {
       if (g === 0) kept = x.slice();
-    };
-    m.forward(tokens, m.newState());
+    });
     for (let i = 0; i < first.length; i++)
       assert.equal(kept[i], Math.abs(first[i]) >= lambda ? first[i] : 0, `element ${i}`);
     assert.equal(kept.filter((e) => e === 0).length, 4);
@@ -472,34 +461,32 @@ describe('thresholds (keep |x| ≥ λ)', () => {
     ['pre-LN', {}],
     ['post-LN', { preLN: false }],
   ] as const) {
-    test(`${label}: λ = 0 is dense; thresholded sequence = thresholded sparse step`, () => {
+    test(`${label}: λ = 0 is dense; thresholded sequence = thresholded sparse step`, async () => {
       const v: Variant = { ...BASE, ...over };
       const model = randomModel(v, 11, true);
       const tokens = tokensFor(v, 16);
       // λ for about 50% zeros at every site, from the dense activations.
       const lambda = new Float32Array(model.thresholds.length);
-      model.observer = (g, x, T) => {
-        const cols = model.sites.perBlock[g % OPT_SITES.length].cols;
+      observe(model, tokens, (g, x, T, cols) => {
         lambda[g] = perTokenQuantileThresholds(x, T, cols, [0.5])[0];
-      };
-      const dense = model.forward(tokens, model.newState());
-      model.observer = null;
+      });
+      const dense = await logitsOf(model, tokens);
       model.setThresholds(new Float32Array(lambda.length));
-      assert.deepEqual(model.forward(tokens, model.newState()), dense);
+      assert.deepEqual(await logitsOf(model, tokens), dense);
 
       model.setThresholds(lambda);
       let zeros = 0;
       let total = 0;
       let below = 0;
-      model.observer = (g, x) => {
+      observe(model, tokens, (g, x) => {
         for (const e of x) {
           zeros += e === 0 ? 1 : 0;
           below += e !== 0 && Math.abs(e) < lambda[g] ? 1 : 0;
         }
         total += x.length;
-      };
-      const seq = model.forward(tokens, model.newState());
-      const steps = stepAll(model, tokens);
+      });
+      const seq = await logitsOf(model, tokens);
+      const steps = await stepAll(model, tokens);
       assertClose(steps, seq, {
         atol: 1e-4,
         rtol: 1e-4,
@@ -514,20 +501,23 @@ describe('thresholds (keep |x| ≥ λ)', () => {
       for (let i = 0; i < seq.length; i++) diff = Math.max(diff, Math.abs(seq[i] - dense[i]));
       assert.ok(diff > 1e-3, `thresholded logits differ from dense by only ${diff}`);
       // The residual stream is never thresholded: post-LN site inputs are copies.
-      model.observer = null;
       model.setThresholds(new Float32Array(lambda.length));
-      assert.deepEqual(model.forward(tokens, model.newState()), dense);
+      assert.deepEqual(await logitsOf(model, tokens), dense);
     });
   }
 
-  test('brown-opt-3m: thresholded sequence = thresholded sparse step', fixture, () => {
+  test('brown-opt-3m: thresholded sequence = thresholded sparse step', fixture, async () => {
     const tokens: number[] = JSON.parse(readFileSync(shared(TOKENS), 'utf8')).slice(0, 32);
     const model = loadPath(shared(DIR), true);
     const lambda = new Float32Array(model.thresholds.length);
     for (let b = 0; b < model.nLayer; b++) lambda.set([0.4, 0.3, 0.05], b * 3);
     model.setThresholds(lambda);
-    const seq = model.forward(tokens, model.newState());
-    assertClose(stepAll(model, tokens), seq, { atol: 1e-4, rtol: 1e-4, label: 'sparse step' });
+    const seq = await logitsOf(model, tokens);
+    assertClose(await stepAll(model, tokens), seq, {
+      atol: 1e-4,
+      rtol: 1e-4,
+      label: 'sparse step',
+    });
   });
 });
 
@@ -542,7 +532,7 @@ describe('configuration', () => {
     );
   };
 
-  test('unsupported values are refused with the field named', () => {
+  test('unsupported values are refused with the field named', async () => {
     refused({ activation_function: 'gelu' }, /activation_function = "gelu"/);
     refused({ _remove_final_layer_norm: true }, /_remove_final_layer_norm = true/);
     refused({ num_attention_heads: 5 }, /num_attention_heads = 5/);
@@ -556,7 +546,7 @@ describe('configuration', () => {
     refused({ quantization_config: { bits: 4 } }, /quantization_config/);
   });
 
-  test('config.json and tensors that disagree are refused, naming the tensor', () => {
+  test('config.json and tensors that disagree are refused, naming the tensor', async () => {
     // enable_bias false, but the checkpoint has biases.
     refused({ enable_bias: false }, /self_attn\.q_proj\.bias" is not part/);
     // untied head without lm_head.weight.
@@ -565,7 +555,7 @@ describe('configuration', () => {
     refused({ do_layer_norm_before: false }, /final_layer_norm\.weight" is not part/);
   });
 
-  test('a checkpoint without any config is refused, saying why', () => {
+  test('a checkpoint without any config is refused, saying why', async () => {
     assert.throws(
       () => Opt.load(checkpointOf(randomTensors(BASE, 1), null), jsBackend),
       (e: Error) =>
@@ -573,7 +563,7 @@ describe('configuration', () => {
     );
   });
 
-  test('defaults when optional fields are absent; dimensions from shapes', () => {
+  test('defaults when optional fields are absent; dimensions from shapes', async () => {
     const { num_attention_heads } = hfConfig(BASE);
     const c = optConfig(checkpointOf(randomTensors(BASE, 1), { num_attention_heads }));
     assert.deepEqual(

@@ -8,11 +8,13 @@ import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { memoryCheckpoint } from '../src/io/memory.ts';
 import { openCheckpoint } from '../src/io/open.ts';
+import { forward, makeBatch, type SiteHook, sequenceLogits } from '../src/models/model.ts';
 import { randomRwkv4 } from '../src/models/random.ts';
 import { Rwkv4 } from '../src/models/rwkv4.ts';
-import { jsBackend } from '../src/tensor/backend.ts';
 import { logSoftmax } from '../src/tensor/reference.ts';
+import { jsBackend } from '../src/tensor/select.ts';
 import { assertClose, maxAbsDiff } from './helpers/assert.ts';
+import { logitsOf, stepAll } from './helpers/model.ts';
 import { needsShared, shared } from './helpers/shared.ts';
 
 const f32 = (path: string) => {
@@ -27,17 +29,6 @@ function load(path: string): Rwkv4 {
   } finally {
     ckpt.close();
   }
-}
-
-/** Logits of every position, step by step from the zero state. */
-function stepAll(model: Rwkv4, tokens: number[]): Float32Array {
-  const V = model.nVocab;
-  const out = new Float32Array(tokens.length * V);
-  const s = model.newState();
-  tokens.forEach((t, i) => {
-    out.set(model.step(t, s), i * V);
-  });
-  return out;
 }
 
 function meanNll(logits: Float32Array, tokens: number[], V: number): number {
@@ -60,12 +51,12 @@ describe('RWKV-4 tiny (rwkv.cpp files) against expected-logits-4v0-660K.bin', ()
     ['Q5_1', Number.POSITIVE_INFINITY, 0.278034],
   ];
   for (const [fmt, atol, sumTol] of cases) {
-    test(fmt, needsShared(tiny(fmt), 'models/rwkvcpp/expected-logits-4v0-660K.bin'), () => {
+    test(fmt, needsShared(tiny(fmt), 'models/rwkvcpp/expected-logits-4v0-660K.bin'), async () => {
       const expected = f32(shared('models/rwkvcpp/expected-logits-4v0-660K.bin'));
       const model = load(shared(tiny(fmt)));
-      const steps = stepAll(model, prompt);
+      const steps = await stepAll(model, prompt);
       const lastStep = steps.subarray(2 * 256);
-      const seq = model.forward(prompt, model.newState(), { logits: 'last' });
+      const seq = await sequenceLogits(model, prompt, model.newState(), 'last');
       for (const [label, got] of [
         ['step', lastStep],
         ['sequence', seq],
@@ -95,13 +86,13 @@ describe('RWKV-4 tiny FP32 against the 70-token float64 reference', () => {
   test(
     'every position, step and sequence mode; mean NLL',
     needsShared(refJson, refLogits, tiny('FP32')),
-    () => {
+    async () => {
       const ref = JSON.parse(readFileSync(shared(refJson), 'utf8'));
       const tokens: number[] = ref.tokens;
       const expected = f32(shared(refLogits));
       const model = load(shared(tiny('FP32')));
-      const seq = model.forward(tokens, model.newState());
-      const steps = stepAll(model, tokens);
+      const seq = await logitsOf(model, tokens);
+      const steps = await stepAll(model, tokens);
       const dSeq = assertClose(seq, expected, { atol: 1e-4, label: 'sequence' });
       const dStep = assertClose(steps, expected, { atol: 1e-4, label: 'step' });
       const entry = ref.models.find(
@@ -122,13 +113,13 @@ describe('RWKV-4 trained on Brown (BlinkDL .pth, bf16) against BlinkDL’s own c
   const pth = 'models/pth/brown-rwkv4-3m.bf16.pth';
   const toks = 'models/pth/brown-rwkv4-3m.prompt-tokens.json';
   const refl = 'models/pth/brown-rwkv4-3m.prompt.ref.f32';
-  test('256 positions ≤ 1e-4; mean NLL 1.2555', needsShared(pth, toks, refl), () => {
+  test('256 positions ≤ 1e-4; mean NLL 1.2555', needsShared(pth, toks, refl), async () => {
     const tokens: number[] = JSON.parse(readFileSync(shared(toks), 'utf8'));
     const expected = f32(shared(refl));
     const model = load(shared(pth));
-    const seq = model.forward(tokens, model.newState());
+    const seq = await logitsOf(model, tokens);
     const d = assertClose(seq, expected, { atol: 1e-4, label: 'brown-rwkv4 sequence' });
-    const steps = stepAll(model, tokens.slice(0, 64));
+    const steps = await stepAll(model, tokens.slice(0, 64));
     assertClose(steps, expected.subarray(0, 64 * 256), { atol: 1e-4, label: 'brown-rwkv4 step' });
     const nll = meanNll(seq, tokens, 256);
     console.log(`  brown-rwkv4-3m: max abs diff ${d.toExponential(2)}, mean NLL ${nll.toFixed(5)}`);
@@ -144,17 +135,17 @@ describe('sequence mode equals step mode', () => {
     assert.ok(maxAbs <= 1e-5 * scale, `${label}: max abs diff ${maxAbs} > 1e-5 × ${scale}`);
   };
 
-  test('random model with realistic FFN magnitudes, across calls that carry state', () => {
+  test('random model with realistic FFN magnitudes, across calls that carry state', async () => {
     const model = Rwkv4.load(
       memoryCheckpoint(randomRwkv4({ nLayer: 3, nEmbd: 64, nVocab: 97, seed: 7 })),
       jsBackend,
     );
     const tokens = Array.from({ length: 40 }, (_, i) => (i * 37 + 11) % 97);
-    const steps = stepAll(model, tokens);
+    const steps = await stepAll(model, tokens);
     // Two sequence calls: 25 tokens, then 15 continuing from the carried state.
     const s = model.newState();
-    const a = model.forward(tokens.slice(0, 25), s);
-    const b = model.forward(tokens.slice(25), s);
+    const a = await logitsOf(model, tokens.slice(0, 25), s);
+    const b = await logitsOf(model, tokens.slice(25), s);
     const seq = new Float32Array(steps.length);
     seq.set(a);
     seq.set(b, a.length);
@@ -162,33 +153,32 @@ describe('sequence mode equals step mode', () => {
     // The FFN is really exercised: ReLU² leaves a healthy share of non-zeros.
     let nz = 0;
     let total = 0;
-    model.observer = (site, x) => {
+    const hook: SiteHook = (site, x, rows, cols) => {
       if (site % 7 === 6) {
-        for (const v of x) nz += v !== 0 ? 1 : 0;
-        total += x.length;
+        for (const v of x as Float32Array) nz += v !== 0 ? 1 : 0;
+        total += rows * cols;
       }
     };
-    model.forward(tokens, model.newState());
-    model.observer = null;
+    forward(model, makeBatch(model, [tokens]), model.newState(), { hook, logits: 'none' });
     assert.ok(nz / total > 0.2 && nz / total < 0.8, `ffn.value density ${nz / total}`);
   });
 
-  test('tiny rwkv.cpp model', needsShared(tiny('FP32')), () => {
+  test('tiny rwkv.cpp model', needsShared(tiny('FP32')), async () => {
     const model = load(shared(tiny('FP32')));
     const tokens = [...'Hello, sparse world!'].map((c) => c.charCodeAt(0));
-    relClose(model.forward(tokens, model.newState()), stepAll(model, tokens), 'tiny');
+    relClose(await logitsOf(model, tokens), await stepAll(model, tokens), 'tiny');
   });
 
-  test('state clone continues identically', () => {
+  test('state clone continues identically', async () => {
     const model = Rwkv4.load(
       memoryCheckpoint(randomRwkv4({ nLayer: 2, nEmbd: 32, nVocab: 50, seed: 3 })),
       jsBackend,
     );
     const s = model.newState();
-    model.forward([1, 2, 3, 4], s);
+    await logitsOf(model, [1, 2, 3, 4], s);
     const c = s.clone();
-    const a = model.step(5, s).slice();
-    const b = model.step(5, c).slice();
+    const a = await stepAll(model, [5], s);
+    const b = await stepAll(model, [5], c);
     assert.deepEqual(a, b);
   });
 });

@@ -4,9 +4,11 @@ import { describe, test } from 'node:test';
 import { encodeRequest, scoreNaive, scoreRequests } from '../src/eval/scorer.ts';
 import { memoryCheckpoint } from '../src/io/memory.ts';
 import { loadTokenizer } from '../src/io/tokenizer.ts';
+import { sequenceLogits, step } from '../src/models/model.ts';
 import { randomRwkv4 } from '../src/models/random.ts';
 import { Rwkv4 } from '../src/models/rwkv4.ts';
-import { jsBackend } from '../src/tensor/backend.ts';
+import { jsBackend } from '../src/tensor/select.ts';
+import { logitsOf } from './helpers/model.ts';
 import { needsShared, shared } from './helpers/shared.ts';
 
 const bytes = loadTokenizer('bytes');
@@ -16,7 +18,7 @@ const model = Rwkv4.load(
 );
 
 describe('scorer', () => {
-  test('token split: prefix first, trailing context whitespace moves to the continuation', () => {
+  test('token split: prefix first, trailing context whitespace moves to the continuation', async () => {
     const e = encodeRequest({ context: 'Q: a?\nAnswer: ', continuation: 'yes' }, bytes);
     assert.deepEqual(e.context, [10, ...Buffer.from('Q: a?\nAnswer:')]);
     assert.deepEqual(e.continuation, [...Buffer.from(' yes')]);
@@ -27,7 +29,7 @@ describe('scorer', () => {
   test(
     'NeoX: the continuation is whole[len(enc(context)):]',
     needsShared('tokenizers/20B_tokenizer.json'),
-    () => {
+    async () => {
       const neox = loadTokenizer(shared('tokenizers/20B_tokenizer.json'));
       const req = { context: 'Question: What is 2+2?\nAnswer:', continuation: ' four' };
       const e = encodeRequest(req, neox);
@@ -38,7 +40,7 @@ describe('scorer', () => {
     },
   );
 
-  test('shared-context scoring equals scoring every request whole', () => {
+  test('shared-context scoring equals scoring every request whole', async () => {
     const reqs = [
       { context: 'The cat sat on the', continuation: ' mat' },
       { context: 'The cat sat on the', continuation: ' hat, then slept' },
@@ -46,8 +48,8 @@ describe('scorer', () => {
       { context: 'Another context', continuation: ' x' },
       { context: '', continuation: 'empty context' },
     ];
-    const a = scoreRequests(model, bytes, reqs);
-    const b = scoreNaive(model, bytes, reqs);
+    const a = await scoreRequests(model, bytes, reqs);
+    const b = await scoreNaive(model, bytes, reqs);
     a.forEach((s, i) => {
       assert.ok(
         Math.abs(s.logLikelihood - b[i].logLikelihood) < 1e-4,
@@ -59,14 +61,14 @@ describe('scorer', () => {
     assert.ok(a.every((s) => s.logLikelihood < 0));
   });
 
-  test('a request longer than the model takes is cut on the left, as lm-eval does', () => {
+  test('a request longer than the model takes is cut on the left, as lm-eval does', async () => {
     // The same weights, seen as a model of at most 8 positions.
     const short = Object.assign(Object.create(model), { maxContext: 8 }) as typeof model;
     const req = { context: 'a long context of many bytes', continuation: ' end' };
-    const [got] = scoreRequests(short, bytes, [req]);
+    const [got] = await scoreRequests(short, bytes, [req]);
     const all = [10, ...Buffer.from(req.context + req.continuation)];
     const input = all.slice(all.length - 9, -1);
-    const logits = model.forward(input, model.newState());
+    const logits = await logitsOf(model, input);
     let ll = 0;
     const V = 256;
     for (let i = 0; i < 4; i++) {
@@ -76,35 +78,37 @@ describe('scorer', () => {
       ll += row[all[all.length - 4 + i]] - lse;
     }
     assert.ok(Math.abs(got.logLikelihood - ll) < 1e-4, `${got.logLikelihood} vs ${ll}`);
-    assert.equal(scoreNaive(short, bytes, [req])[0].logLikelihood, got.logLikelihood);
+    assert.ok(
+      Math.abs((await scoreNaive(short, bytes, [req]))[0].logLikelihood - got.logLikelihood) < 1e-4,
+    );
     // A continuation longer than the model's context: its last 8 tokens are scored.
-    const [long] = scoreRequests(short, bytes, [
+    const [long] = await scoreRequests(short, bytes, [
       { context: 'x', continuation: ' a continuation far too long' },
     ]);
     assert.equal(long.tokens, 8);
     assert.ok(Number.isFinite(long.logLikelihood));
   });
 
-  test('greedy is true exactly when every continuation token is the argmax', () => {
+  test('greedy is true exactly when every continuation token is the argmax', async () => {
     // Generate the greedy continuation of a context, then score it and a changed copy.
     const ctx = 'Once upon a time';
     const state = model.newState();
-    let logits = model.forward([10, ...Buffer.from(ctx)], state, { logits: 'last' });
+    let logits = await sequenceLogits(model, [10, ...Buffer.from(ctx)], state, 'last');
     const gen: number[] = [];
     for (let i = 0; i < 6; i++) {
       const next = logits.indexOf(Math.max(...logits));
       gen.push(next);
-      logits = model.step(next, state);
+      logits = await step(model, next, state);
     }
     // Keep to tokens that survive a UTF-8 round trip so the request text is exact.
     const text = Buffer.from(gen).toString('latin1');
     const cont = Buffer.from(text, 'latin1');
     const asBytes = { ...bytes, encode: (s: string) => [...Buffer.from(s, 'latin1')] };
-    const [hit] = scoreRequests(model, asBytes, [{ context: ctx, continuation: text }]);
+    const [hit] = await scoreRequests(model, asBytes, [{ context: ctx, continuation: text }]);
     assert.equal(hit.tokens, cont.length);
     assert.equal(hit.greedy, true);
     const changed = String.fromCharCode(text.charCodeAt(0) ^ 1) + text.slice(1);
-    const [miss] = scoreRequests(model, asBytes, [{ context: ctx, continuation: changed }]);
+    const [miss] = await scoreRequests(model, asBytes, [{ context: ctx, continuation: changed }]);
     assert.equal(miss.greedy, false);
     assert.ok(miss.logLikelihood < hit.logLikelihood);
   });

@@ -61,7 +61,7 @@ const linear: PaperOptions = {
 };
 
 describe('grids and the warm start', () => {
-  test('linear grid from start_k down to 0.1; exp grid as unique(round(geomspace(start_k, 0.01, n), 2))', () => {
+  test('linear grid from start_k down to 0.1; exp grid as unique(round(geomspace(start_k, 0.01, n), 2))', async () => {
     assert.deepEqual(keepGrid('linear', 0.9, 10), [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]);
     assert.deepEqual(keepGrid('linear', 0.75, 10), [0.75, 0.65, 0.55, 0.45, 0.35, 0.25, 0.15]);
     // Values computed with Python: sorted(set(round(0.9*(0.01/0.9)**(i/9), 2) …), reverse=True)
@@ -77,7 +77,7 @@ describe('grids and the warm start', () => {
       ],
     );
   });
-  test('most common K, ties to the smaller K', () => {
+  test('most common K, ties to the smaller K', async () => {
     assert.equal(mostCommon([]), null);
     assert.equal(mostCommon([0.5, 0.7, 0.7]), 0.7);
     assert.equal(mostCommon([0.5, 0.7]), 0.5);
@@ -86,7 +86,7 @@ describe('grids and the warm start', () => {
 });
 
 describe('paper search, default mode', () => {
-  test('denser → sparser, stop at the first ratio ≥ loss_inc; the base compounds', () => {
+  test('denser → sparser, stop at the first ratio ≥ loss_inc; the base compounds', async () => {
     // Site 0: 0.9 and 0.8 pass (×1.0004, ×1.0009), 0.7 fails (×1.002).
     // Site 1: 0.9 fails at once.
     const f: Record<string, number> = {
@@ -96,7 +96,7 @@ describe('paper search, default mode', () => {
       '1:0.9': 1.0011,
     };
     const ev = new Scripted(1, ['a', 'b'], (g, k) => f[`${g}:${k}`] ?? 1.01);
-    const d = paperSearch(ev, linear);
+    const d = await paperSearch(ev, linear);
     assert.deepEqual(ev.queries, [
       [0, 0.9],
       [0, 0.8],
@@ -118,7 +118,7 @@ describe('paper search, default mode', () => {
     assert.equal(ev.k[1], 1);
   });
 
-  test('warm start: the most common K of the site so far; sparser while it holds, else denser', () => {
+  test('warm start: the most common K of the site so far; sparser while it holds, else denser', async () => {
     // Block 0 chooses 0.6 for site a. Block 1: from 0.6, 0.5 passes and 0.4 fails.
     // Block 2: the warm 0.6 (tie 0.6/0.5 → 0.5) fails; going denser 0.6 fails, 0.7 passes.
     const ok = (g: number, k: number) => {
@@ -127,7 +127,7 @@ describe('paper search, default mode', () => {
       return k >= 0.7 ? 1.0001 : 1.01;
     };
     const ev = new Scripted(3, ['a'], ok);
-    const d = paperSearch(ev, linear);
+    const d = await paperSearch(ev, linear);
     assert.deepEqual(
       d.map((x) => x.k),
       [0.6, 0.5, 0.7],
@@ -146,18 +146,18 @@ describe('paper search, default mode', () => {
     );
   });
 
-  test('warm start equal to K[0] scans from the top as usual', () => {
+  test('warm start equal to K[0] scans from the top as usual', async () => {
     const ev = new Scripted(2, ['a'], (_g, k) => (k >= 0.9 ? 1.0001 : 1.01));
-    const d = paperSearch(ev, linear);
+    const d = await paperSearch(ev, linear);
     assert.deepEqual(
       d[1].candidates.map((c) => c.k),
       [0.9, 0.8],
     );
   });
 
-  test('exp grid uses the warm start in the default mode', () => {
+  test('exp grid uses the warm start in the default mode', async () => {
     const ev = new Scripted(2, ['a'], (_g, k) => (k >= 0.33 ? 1.0001 : 1.01));
-    const d = paperSearch(ev, { ...linear, grid: 'exp' });
+    const d = await paperSearch(ev, { ...linear, grid: 'exp' });
     assert.equal(d[0].k, 0.33);
     assert.deepEqual(
       d[1].candidates.map((c) => c.k),
@@ -169,10 +169,10 @@ describe('paper search, default mode', () => {
 describe('paper search, --faithful (the authors’ three quirks)', () => {
   const faithful = { ...linear, faithful: true };
 
-  test('quirks 1 and 2: nothing passes → K[0] applied anyway, base keeps the old loss', () => {
+  test('quirks 1 and 2: nothing passes → K[0] applied anyway, base keeps the old loss', async () => {
     // Site 0 fails everywhere (0.9 costs ×1.005). Site 1: 0.9 costs ×1.0004.
     const ev = new Scripted(1, ['a', 'b'], (g, k) => (g === 0 ? 1.005 : k >= 0.9 ? 1.0004 : 1.01));
-    const d = paperSearch(ev, faithful);
+    const d = await paperSearch(ev, faithful);
     assert.equal(d[0].k, 0.9);
     assert.equal(ev.k[0], 0.9, 'λ of K[0] is applied');
     assert.equal(d[0].loss, 2, 'the base stays at the dense loss');
@@ -183,29 +183,29 @@ describe('paper search, --faithful (the authors’ three quirks)', () => {
     assert.equal(d[1].k, 0.9);
   });
 
-  test('quirk 3: the exp grid never uses the warm start', () => {
+  test('quirk 3: the exp grid never uses the warm start', async () => {
     const ev = new Scripted(2, ['a'], (_g, k) => (k >= 0.33 ? 1.0001 : 1.01));
-    const d = paperSearch(ev, { ...faithful, grid: 'exp' });
+    const d = await paperSearch(ev, { ...faithful, grid: 'exp' });
     assert.deepEqual(
       d[1].candidates.map((c) => c.k),
       [0.9, 0.55, 0.33, 0.2],
     );
   });
 
-  test('linear grid warm start is the same in both modes', () => {
+  test('linear grid warm start is the same in both modes', async () => {
     const f = (_g: number, k: number) => (k >= 0.5 ? 1.0001 : 1.01);
-    const a = paperSearch(new Scripted(3, ['a'], f), linear);
-    const b = paperSearch(new Scripted(3, ['a'], f), faithful);
+    const a = await paperSearch(new Scripted(3, ['a'], f), linear);
+    const b = await paperSearch(new Scripted(3, ['a'], f), faithful);
     assert.deepEqual(a, b);
   });
 });
 
 describe('resume replays the journal without evaluating', () => {
-  test('same decisions, no loss queries for the replayed sites', () => {
+  test('same decisions, no loss queries for the replayed sites', async () => {
     const f = (g: number, k: number) => 1 + (g + 1) * 0.0001 * (1 / k);
-    const full = paperSearch(new Scripted(2, ['a', 'b'], f), linear);
+    const full = await paperSearch(new Scripted(2, ['a', 'b'], f), linear);
     const ev = new Scripted(2, ['a', 'b'], f);
-    const resumed = paperSearch(ev, linear, { done: full.slice(0, 3) });
+    const resumed = await paperSearch(ev, linear, { done: full.slice(0, 3) });
     assert.deepEqual(resumed, full);
     assert.ok(
       ev.queries.every(([g]) => g >= 3),

@@ -1,6 +1,6 @@
 /**
  * The trainer: gradients of every parameter against central finite differences (float64),
- * the WKV backward in both evaluations, the training forward against Rwkv4.forward, the
+ * the WKV backward in both evaluations, the training forward against Rwkv4's logits, the
  * matrix products against the reference, AdamW on hand-computed numbers, a falling loss,
  * resume equality, the written model, and the errors of the run directory and the CLI.
  */
@@ -12,10 +12,12 @@ import { trainCommand } from '../src/cli/commands/train.ts';
 import { UserError } from '../src/errors.ts';
 import { memoryCheckpoint } from '../src/io/memory.ts';
 import { openSafetensors } from '../src/io/safetensors.ts';
+import { sequenceLogits } from '../src/models/model.ts';
 import { randomRwkv4 } from '../src/models/random.ts';
 import { Rwkv4 } from '../src/models/rwkv4.ts';
-import { jsBackend } from '../src/tensor/backend.ts';
+import { jsKernels } from '../src/tensor/cpu.ts';
 import * as native from '../src/tensor/native/index.ts';
+import { jsBackend } from '../src/tensor/select.ts';
 import { adamwUpdate, clipGradNorm, learningRate } from '../src/train/adamw.ts';
 import {
   backendMatmul,
@@ -200,7 +202,7 @@ test('WKV: direct (state kept or recomputed) and stabilized evaluations agree', 
   for (let i = 0; i < d; i++) assert.ok(Math.abs(a[0][T * d + i] - v[T * d + i]) < 1e-12);
 });
 
-test('the training forward gives Rwkv4.forward’s logits, window by window', () => {
+test('the training forward gives Rwkv4’s logits, window by window', async () => {
   const cfg = { nLayer: 2, nEmbd: 16, nVocab: 32, nFfn: 64 };
   const named = randomRwkv4({ ...cfg, seed: 12 });
   const params = new ParamSet(cfg, f32);
@@ -213,7 +215,7 @@ test('the training forward gives Rwkv4.forward’s logits, window by window', ()
   const got = model.logits(toks, B, T);
   for (let b = 0; b < B; b++) {
     const win = toks.slice(b * (T + 1), b * (T + 1) + T);
-    const want = ref.forward(win, ref.newState());
+    const want = await sequenceLogits(ref, win, ref.newState());
     assertClose(got.subarray(b * T * 32, (b + 1) * T * 32), want, {
       atol: 1e-4,
       label: `window ${b}`,
@@ -251,8 +253,8 @@ describe('matrix products', () => {
     assertClose(dw, want.dw, { atol: 1e-5, label: `${mm.description} backwardWeight` });
   };
   test('reference', () => check(referenceMatmul<Float32Array>()));
-  test('through the js backend’s Y = X·Wᵀ', () => check(backendMatmul(jsBackend)));
-  const backend = native.loadNativeBackend();
+  test('through the js kernels’ Y = X·Wᵀ', () => check(backendMatmul(jsKernels)));
+  const backend = native.loadNativeKernels();
   test(
     'through the native backend, and the best available',
     { skip: !backend && 'no addon' },
@@ -415,7 +417,7 @@ describe('training runs', () => {
     dtype: 'f32',
   };
 
-  test('the loss falls on repetitive text, and the model loads with Rwkv4.load', () => {
+  test('the loss falls on repetitive text, and the model loads with Rwkv4.load', async () => {
     const out = join(dir, 'falls');
     const r = train(cfg, out);
     const log = readFileSync(join(out, 'loss.csv'), 'utf8').trim().split('\n');
@@ -430,7 +432,7 @@ describe('training runs', () => {
     ck.close();
     const toks = Array.from(Buffer.from('the cat sat on the mat.'));
     const mine = new Rwkv4Grad(r.params, { matmul: referenceMatmul<Float32Array>(), alloc: f32 });
-    const want = loaded.forward(toks.slice(0, -1), loaded.newState());
+    const want = await sequenceLogits(loaded, toks.slice(0, -1), loaded.newState());
     assertClose(mine.logits(toks, 1, toks.length - 1), want, { atol: 1e-4 });
   });
 

@@ -3,8 +3,8 @@
  * tasks and held-out text loss, with the per-site sparsity measured while it ran.
  */
 import type { Tokenizer } from '../io/tokenizer.ts';
-import type { LanguageModel } from '../models/model.ts';
-import { ModelEvaluator } from '../sparsity/evaluator.ts';
+import type { LanguageModel, SiteHook } from '../models/model.ts';
+import { textLoss } from '../sparsity/evaluator.ts';
 import { macWeighted } from '../sparsity/plan.ts';
 import { scoreRequests } from './scorer.ts';
 import { computeMetrics } from './tasks/metrics.ts';
@@ -28,58 +28,57 @@ export interface EvalRun {
   macWeightedSparsity: number;
 }
 
-export function evaluate(
+export async function evaluate(
   model: LanguageModel,
   tokenizer: Tokenizer,
   tasks: readonly TaskInput[],
   texts: readonly TextInput[],
   onProgress?: (label: string, done: number, total: number) => void,
-): EvalRun {
-  const zeros = new Float64Array(model.thresholds.length);
-  const total = new Float64Array(model.thresholds.length);
-  const per = model.sites.perBlock;
-  const ops = model.backend.ops;
-  const prev = model.observer;
-  model.observer = (g, x, T) => {
-    const n = T * per[g % per.length].cols;
-    zeros[g] += ops.countZeros(x, n);
-    total[g] += n;
+): Promise<EvalRun> {
+  const be = model.backend;
+  const nSites = model.thresholds.length;
+  // Zeros of every site's input, counted on the backend while everything runs.
+  const zeros = be.tally(nSites);
+  const total = new Float64Array(nSites);
+  const hook: SiteHook = (g, x, rows, cols) => {
+    be.tallyZeros(zeros, g, x, rows * cols);
+    total[g] += rows * cols;
   };
   const run: EvalRun = { tasks: {}, texts: {}, siteSparsity: [], macWeightedSparsity: 0 };
-  try {
-    for (const { name, items } of tasks) {
-      const t0 = performance.now();
-      // All requests of the task at once: items sharing a context share its run.
-      const flat = items.flatMap((it) => it.requests);
-      const scored = scoreRequests(model, tokenizer, flat, (d, n) => onProgress?.(name, d, n));
-      let o = 0;
-      const scores = items.map((it) => {
-        const s = scored.slice(o, o + it.requests.length);
-        o += it.requests.length;
-        return s;
-      });
-      run.tasks[name] = {
-        metrics: computeMetrics(items, scores),
-        items: items.length,
-        seconds: (performance.now() - t0) / 1000,
-        scores,
-      };
-    }
-    for (const { name, windows } of texts) {
-      const t0 = performance.now();
-      const meanNll = new ModelEvaluator(model, windows).loss();
-      run.texts[name] = {
-        meanNll,
-        perplexity: Math.exp(meanNll),
-        tokens: windows.reduce((a, w) => a + w.length - 1, 0),
-        seconds: (performance.now() - t0) / 1000,
-      };
-      onProgress?.(name, 1, 1);
-    }
-  } finally {
-    model.observer = prev;
+  for (const { name, items } of tasks) {
+    const t0 = performance.now();
+    // All requests of the task at once: items sharing a context share its run.
+    const flat = items.flatMap((it) => it.requests);
+    const scored = await scoreRequests(model, tokenizer, flat, {
+      hook,
+      onProgress: (d, n) => onProgress?.(name, d, n),
+    });
+    let o = 0;
+    const scores = items.map((it) => {
+      const s = scored.slice(o, o + it.requests.length);
+      o += it.requests.length;
+      return s;
+    });
+    run.tasks[name] = {
+      metrics: computeMetrics(items, scores),
+      items: items.length,
+      seconds: (performance.now() - t0) / 1000,
+      scores,
+    };
   }
-  run.siteSparsity = Array.from(zeros, (z, g) => (total[g] ? z / total[g] : 0));
+  for (const { name, windows } of texts) {
+    const t0 = performance.now();
+    const meanNll = await textLoss(model, windows, hook);
+    run.texts[name] = {
+      meanNll,
+      perplexity: Math.exp(meanNll),
+      tokens: windows.reduce((a, w) => a + w.length - 1, 0),
+      seconds: (performance.now() - t0) / 1000,
+    };
+    onProgress?.(name, 1, 1);
+  }
+  const z = await be.readTally(zeros);
+  run.siteSparsity = Array.from(z, (v, g) => (total[g] ? v / total[g] : 0));
   run.macWeightedSparsity = macWeighted(model, run.siteSparsity);
   return run;
 }

@@ -4,13 +4,25 @@
  * context alone; the continuation is the whole's tokens after the context's count; the
  * model is fed the prefix token first and starts from the zero state.
  *
- * An RNN makes shared contexts cheap: the context is run once and each choice continues
- * from a clone of the state (`scoreRequests`). `scoreNaive` runs every request whole, for
- * testing that the two agree.
+ * Requests run in batches. Requests whose contexts are the same share one run of the
+ * context (an RNN continues each choice from a copy of its state; OPT from a copy of
+ * its KV cache): the shared part is the context without its last token, and each
+ * choice then runs [last context token, continuation without its last token], whose
+ * rows predict exactly the continuation's tokens. Log-probabilities and greedy checks
+ * are summed on the backend (the fused loss op); logits are never read back, and never
+ * computed for context rows. `scoreNaive` runs every request whole, for testing.
  */
 import type { Tokenizer } from '../io/tokenizer.ts';
-import type { LanguageModel } from '../models/model.ts';
-import { nll } from '../tensor/reference.ts';
+import {
+  type Batch,
+  forward,
+  type LanguageModel,
+  makeBatch,
+  type SiteHook,
+  sequenceLogits,
+} from '../models/model.ts';
+import type { Buf } from '../tensor/backend.ts';
+import { beatsTarget, nll } from '../tensor/reference.ts';
 import type { Request, Scored } from './tasks/task.ts';
 
 export interface Encoded {
@@ -30,98 +42,213 @@ export function encodeRequest(req: Request, tokenizer: Tokenizer): Encoded {
   return { context: [tokenizer.prefixId, ...whole.slice(0, n)], continuation: whole.slice(n) };
 }
 
-/** Scores continuation tokens from the logits row before each one. */
-function scoreTokens(
-  first: Float32Array,
-  rest: Float32Array,
-  continuation: number[],
-  V: number,
-): Scored {
-  let ll = 0;
-  let greedy = true;
-  continuation.forEach((tok, i) => {
-    const row = i === 0 ? first : rest;
-    const off = i === 0 ? 0 : (i - 1) * V;
-    ll -= nll(row, off, V, tok);
-    for (let j = 0; j < V; j++) {
-      if (row[off + j] > row[off + tok]) {
-        greedy = false;
-        break;
-      }
-    }
-  });
-  return { logLikelihood: ll, greedy, tokens: continuation.length };
+/**
+ * The longest input lm-eval gives a model: its maximum context, or lm-eval's default
+ * max_length (2048) for a model without one (an RNN). Longer requests are cut on the left.
+ */
+export function evalMaxLength(model: Pick<LanguageModel, 'maxContext'>): number {
+  return Number.isFinite(model.maxContext) ? model.maxContext : 2048;
+}
+
+/** One request as the batched scorer runs it. */
+interface Plan {
+  /** Tokens run once for every request with the same key (may be empty). */
+  shared: number[];
+  key: string;
+  /** Tokens this request runs after the shared part. */
+  own: number[];
+  /** The last `targets.length` rows of `own` predict these tokens. */
+  targets: number[];
+  /** Continuation tokens scored (fewer than the continuation when it was cut). */
+  tokens: number;
+}
+
+function plan(e: Encoded, maxLength: number): Plan {
+  const { context, continuation } = e;
+  if (context.length + continuation.length - 1 <= maxLength) {
+    return {
+      shared: context.slice(0, -1),
+      key: context.slice(0, -1).join(','),
+      own: [context[context.length - 1], ...continuation.slice(0, -1)],
+      targets: continuation,
+      tokens: continuation.length,
+    };
+  }
+  // Too long: lm-eval keeps the last max_length + 1 tokens (cut on the left) and runs
+  // the request alone; a continuation longer than that is scored on what it can predict.
+  const all = [...context, ...continuation];
+  const own = all.slice(Math.max(0, all.length - 1 - maxLength), -1);
+  const targets = continuation.slice(Math.max(0, continuation.length - own.length));
+  return { shared: [], key: '', own, targets, tokens: targets.length };
+}
+
+export interface ScoreOptions {
+  /** Rows (tokens) per batch of shared contexts and per batch of choices. */
+  batchRows?: number;
+  /** Sees every site's input (e.g. zero counts for the sparsity report). */
+  hook?: SiteHook;
+  onProgress?: (done: number, total: number) => void;
 }
 
 /**
- * Scores every request; requests whose context tokens are identical share one run of the
- * context. `onProgress(done, total)` is called per request.
+ * Scores every request (in batches); requests whose context tokens are identical share
+ * one run of the context.
  */
-export function scoreRequests(
+export async function scoreRequests(
   model: LanguageModel,
   tokenizer: Tokenizer,
   requests: readonly Request[],
-  onProgress?: (done: number, total: number) => void,
-): Scored[] {
-  const encoded = requests.map((r) => encodeRequest(r, tokenizer));
-  const groups = new Map<string, number[]>();
-  encoded.forEach((e, i) => {
-    const key = e.context.join(',');
-    const g = groups.get(key);
+  opts: ScoreOptions = {},
+): Promise<Scored[]> {
+  const maxLength = evalMaxLength(model);
+  const budget = Math.max(opts.batchRows ?? 4096, maxLength + 1);
+  const plans = requests.map((r) => plan(encodeRequest(r, tokenizer), maxLength));
+  // Groups by shared tokens, in order of first appearance, each cut into pieces whose
+  // choices fit a batch.
+  const byKey = new Map<string, number[]>();
+  plans.forEach((p, i) => {
+    const g = byKey.get(p.key);
     if (g) g.push(i);
-    else groups.set(key, [i]);
+    else byKey.set(p.key, [i]);
   });
-  const V = model.nVocab;
+  const groups: number[][] = [];
+  for (const members of byKey.values()) {
+    let piece: number[] = [];
+    let rows = 0;
+    for (const i of members) {
+      if (piece.length && rows + plans[i].own.length > budget) {
+        groups.push(piece);
+        piece = [];
+        rows = 0;
+      }
+      piece.push(i);
+      rows += plans[i].own.length;
+    }
+    groups.push(piece);
+  }
+
   const out = new Array<Scored>(requests.length);
   let done = 0;
-  for (const members of groups.values()) {
-    // Too long for the model: lm-eval keeps the last max_length + 1 tokens (cut on the left).
-    const first = encoded[members[0]];
-    if (
-      first.context.length + Math.max(...members.map((i) => encoded[i].continuation.length)) - 1 >
-      model.maxContext
-    ) {
-      for (const i of members) {
-        out[i] = scoreWhole(model, encoded[i]);
-        onProgress?.(++done, requests.length);
-      }
-      continue;
+  let gi = 0;
+  while (gi < groups.length) {
+    // A batch of groups: shared rows and choice rows each within the budget.
+    const batchGroups: number[][] = [];
+    let sharedRows = 0;
+    let ownRows = 0;
+    while (gi < groups.length) {
+      const g = groups[gi];
+      const s = plans[g[0]].shared.length;
+      const o = g.reduce((a, i) => a + plans[i].own.length, 0);
+      if (batchGroups.length && (sharedRows + s > budget || ownRows + o > budget)) break;
+      batchGroups.push(g);
+      sharedRows += s;
+      ownRows += o;
+      gi++;
     }
-    const state = model.newState();
-    const last = model.forward(encoded[members[0]].context, state, { logits: 'last' }).slice();
-    for (const i of members) {
-      const cont = encoded[i].continuation;
-      // All but the last continuation token are fed; each row scores the next token.
-      const rest =
-        cont.length > 1 ? model.forward(cont.slice(0, -1), state.clone()) : new Float32Array(0);
-      out[i] = scoreTokens(last, rest, cont, V);
-      onProgress?.(++done, requests.length);
+    const scored = await scoreBatch(
+      model,
+      opts.hook,
+      batchGroups.map((g) => plans[g[0]].shared),
+      batchGroups.flatMap((g, j) => g.map((i) => ({ group: j, plan: plans[i] }))),
+    );
+    let k = 0;
+    for (const g of batchGroups) {
+      for (const i of g) {
+        out[i] = scored[k++];
+        opts.onProgress?.(++done, requests.length);
+      }
     }
   }
   return out;
 }
 
-/**
- * One request run whole from the zero state; the input is (context + continuation)
- * without its last token, cut on the left to the model's maximum length as lm-eval does.
- * A continuation longer than the model's context is scored on the tokens it can still
- * predict (`tokens` says how many).
- */
-function scoreWhole(model: LanguageModel, { context, continuation }: Encoded): Scored {
-  const V = model.nVocab;
-  const all = [...context, ...continuation];
-  const input = all.slice(Math.max(0, all.length - 1 - model.maxContext), -1);
-  const scored = continuation.slice(Math.max(0, continuation.length - input.length));
-  const logits = model.forward(input, model.newState());
-  const off = (input.length - scored.length) * V;
-  return scoreTokens(logits.subarray(off, off + V), logits.subarray(off + V), scored, V);
+/** Runs the shared parts as one batch, then every choice from a copy of its group's state. */
+async function scoreBatch(
+  model: LanguageModel,
+  hook: SiteHook | undefined,
+  shared: number[][],
+  choices: { group: number; plan: Plan }[],
+): Promise<Scored[]> {
+  const be = model.backend;
+  const { nEmbd: d, nVocab: V } = model;
+  let state = model.newState(shared.length);
+  if (shared.some((s) => s.length)) {
+    const batch = makeBatch(model, shared);
+    forward(model, batch, state, { logits: 'none', hook });
+    be.free(batch.ids);
+  }
+  const own = state.select(choices.map((c) => c.group));
+  state.free();
+  state = own;
+
+  // The choices' rows through every block, then the head on the rows that are scored.
+  const batch: Batch = makeBatch(
+    model,
+    choices.map((c) => c.plan.own),
+  );
+  const x = model.embed(batch, state);
+  for (let b = 0; b < model.nLayer; b++) model.block(b, x, batch, state, hook);
+  state.free();
+  const rows: number[] = [];
+  const targets: number[] = [];
+  const slots: number[] = [];
+  choices.forEach((c, i) => {
+    const end = batch.seqs.offsets[i + 1];
+    c.plan.targets.forEach((tok, j) => {
+      rows.push(end - c.plan.targets.length + j);
+      targets.push(tok);
+      slots.push(i);
+    });
+  });
+  const C = choices.length;
+  const t = be.tally(2 * C);
+  const chunk = Math.max(1, Math.floor((1 << 24) / V));
+  for (let r0 = 0; r0 < rows.length; r0 += chunk) {
+    const n = Math.min(chunk, rows.length - r0);
+    const idx = be.uploadIds(Int32Array.from(rows.slice(r0, r0 + n)));
+    const h: Buf = be.alloc(n * d);
+    be.gather(h, x, idx, d);
+    const logits = model.head(h, n);
+    const tg = be.uploadIds(Int32Array.from(targets.slice(r0, r0 + n)));
+    const sl = be.uploadIds(Int32Array.from(slots.slice(r0, r0 + n)));
+    be.tallyNll(t, logits, tg, sl, n, V, C);
+    for (const b of [idx, tg, sl]) be.free(b);
+    be.free(h);
+    be.free(logits);
+  }
+  be.free(x);
+  be.free(batch.ids);
+  const sums = await be.readTally(t);
+  return choices.map((c, i) => ({
+    logLikelihood: -sums[i],
+    greedy: sums[C + i] === 0,
+    tokens: c.plan.tokens,
+  }));
 }
 
-/** Each request run whole from the zero state: the reference the shared scorer must equal. */
-export function scoreNaive(
+/** Each request run whole from the zero state: the reference the batched scorer must equal. */
+export async function scoreNaive(
   model: LanguageModel,
   tokenizer: Tokenizer,
   requests: readonly Request[],
-): Scored[] {
-  return requests.map((r) => scoreWhole(model, encodeRequest(r, tokenizer)));
+): Promise<Scored[]> {
+  const V = model.nVocab;
+  const maxLength = evalMaxLength(model);
+  const out: Scored[] = [];
+  for (const r of requests) {
+    const { context, continuation } = encodeRequest(r, tokenizer);
+    const all = [...context, ...continuation];
+    const input = all.slice(Math.max(0, all.length - 1 - maxLength), -1);
+    const scored = continuation.slice(Math.max(0, continuation.length - input.length));
+    const logits = await sequenceLogits(model, input, model.newState());
+    let ll = 0;
+    let greedy = true;
+    scored.forEach((tok, j) => {
+      const off = (input.length - scored.length + j) * V;
+      ll -= nll(logits, off, V, tok);
+      if (beatsTarget(logits, off, V, tok)) greedy = false;
+    });
+    out.push({ logLikelihood: ll, greedy, tokens: scored.length });
+  }
+  return out;
 }

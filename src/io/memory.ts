@@ -12,7 +12,11 @@ export interface NamedTensor {
   data: Float32Array;
 }
 
-export function memoryCheckpoint(tensors: readonly NamedTensor[], label = '<memory>'): Checkpoint {
+export function memoryCheckpoint(
+  tensors: readonly NamedTensor[],
+  label = '<memory>',
+  meta: Record<string, unknown> = {},
+): Checkpoint {
   const byName = new Map<string, NamedTensor>();
   const entries = new Map<string, TensorEntry>();
   for (const t of tensors) {
@@ -31,7 +35,7 @@ export function memoryCheckpoint(tensors: readonly NamedTensor[], label = '<memo
     path: label,
     format: 'safetensors',
     tensors: entries,
-    meta: {},
+    meta,
     read(name) {
       const t = byName.get(name);
       if (!t) throw new UserError(`${label}: no tensor "${name}"`);

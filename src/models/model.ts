@@ -1,22 +1,28 @@
 /**
- * What every architecture offers the rest of actsparse: sequence and step forwards,
- * a cloneable state, and named threshold sites before its linear layers.
+ * What every architecture offers the rest of actsparse: a forward pass over a packed
+ * batch of sequences, layer by layer (embed → blocks → head), a state per sequence
+ * owned by the backend, and named threshold sites before its linear layers.
+ *
+ * One path serves a whole sequence and a single token (T = 1, the RNN form): the model
+ * files hold no separate step code. `forward` and `step` below are the ways in.
  */
-import type { Backend, Linear } from '../tensor/backend.ts';
+import { UserError } from '../errors.ts';
+import type { Backend, Buf, IdBuf, Linear } from '../tensor/backend.ts';
+import { Seqs } from '../tensor/backend.ts';
 
 /** One threshold site of a block: the input of one linear layer [cols → rows]. */
 export interface SiteSpec {
   /** Site id as METHOD.md names it, e.g. `att.key`. */
   readonly id: string;
-  /** Inputs of the linear layer it feeds (the thresholded width). */
+  /** Inputs of the linear layer(s) it feeds (the thresholded width). */
   readonly cols: number;
-  /** Outputs of that layer: each non-zero input costs `rows` multiply-accumulates. */
+  /** Outputs fed: each non-zero input costs `rows` multiply-accumulates. */
   readonly rows: number;
 }
 
 /**
  * The sites of a model: the same list in every block, in search order. Global site
- * index = block · perBlock.length + position in `perBlock`.
+ * index g = block · perBlock.length + position in `perBlock`.
  */
 export interface SiteTable {
   /** `gt` keeps |x| > λ (RWKV), `ge` keeps |x| ≥ λ (the authors' OPT code). */
@@ -26,13 +32,29 @@ export interface SiteTable {
 }
 
 /**
- * Receives the input of a site after its threshold (exactly what the linear layer
- * sees): `x` is [tokens, cols] and is only valid during the call.
+ * Sees the input of site g after its threshold (exactly what the linear layer reads):
+ * x is [rows, cols] on the backend, valid during the call. Hooks queue backend ops
+ * (zero counts, quantile sums into a Tally); nothing is read back per call.
  */
-export type SiteObserver = (site: number, x: Float32Array, tokens: number) => void;
+export type SiteHook = (g: number, x: Buf, rows: number, cols: number) => void;
 
+/** The recurrent state (or KV cache) of a batch of sequences, owned by the backend. */
 export interface ModelState {
-  clone(): ModelState;
+  /** Sequences held. */
+  readonly batch: number;
+  clone(): this;
+  /** A state of idx.length sequences: sequence i is a copy of this state's idx[i]. */
+  select(idx: readonly number[]): this;
+  /** Gives device memory back; the state must not be used afterwards. */
+  free(): void;
+}
+
+/** A packed batch of token sequences: host ids, their device copy and where each starts. */
+export interface Batch {
+  readonly seqs: Seqs;
+  /** All sequences' ids, packed. */
+  readonly tokens: Int32Array;
+  readonly ids: IdBuf;
 }
 
 export interface LanguageModel<S extends ModelState = ModelState> {
@@ -40,22 +62,21 @@ export interface LanguageModel<S extends ModelState = ModelState> {
   readonly nVocab: number;
   readonly nEmbd: number;
   readonly nLayer: number;
+  /**
+   * The dimensions and options that define the architecture (plain data: recorded in
+   * thresholds and results files, and enough for the registry's `random` to rebuild
+   * the same shapes for benchmarks and `hw`'s op counts).
+   */
+  readonly config: Readonly<Record<string, unknown>>;
   /** Longest sequence the model can take from a fresh state (∞ for RNNs). */
   readonly maxContext: number;
   readonly backend: Backend;
   readonly sites: SiteTable;
   /** λ per global site; 0 means pass-through. Use `setThresholds` to change. */
   readonly thresholds: Float32Array;
-  observer: SiteObserver | null;
   setThresholds(lambda: ArrayLike<number>): void;
-  newState(): S;
-  /**
-   * Runs tokens through the model from `state` (advanced in place) with one matrix
-   * product per linear layer. Returns logits [T, vocab] (or the last row only).
-   */
-  forward(tokens: ArrayLike<number>, state: S, opts?: { logits?: 'all' | 'last' }): Float32Array;
-  /** One token in RNN form; returns the logits (a view valid until the next call). */
-  step(token: number, state: S): Float32Array;
+  /** A fresh state for `batch` sequences (default 1). */
+  newState(batch?: number): S;
   /** Parameter count and the bytes held by the backend, for `info`. */
   readonly stats: { parameters: number; weightBytes: number };
   /**
@@ -64,24 +85,100 @@ export interface LanguageModel<S extends ModelState = ModelState> {
    */
   readonly fingerprint: string;
 
-  // Layer by layer, for calibration: forward = logits(block(…block(embed(tokens)))).
-  /**
-   * x [T, d] for the tokens; `state` says where they continue (positions, for models
-   * with learned positions); without it they start a sequence.
-   */
-  embed(tokens: ArrayLike<number>, state?: S): Float32Array;
-  /** Runs block `b` on x [T, d] in place, advancing that block's part of `state`. */
-  block(b: number, x: Float32Array, T: number, state: S): void;
-  /** logits [T, vocab] from the last block's output x [T, d]. */
-  logits(x: Float32Array, T: number): Float32Array;
+  /** x [rows, d] for the batch; `state` says where each sequence continues. */
+  embed(batch: Batch, state: S): Buf;
+  /** Runs block b on x [rows, d] in place, advancing that block's part of `state`. */
+  block(b: number, x: Buf, batch: Batch, state: S, hook?: SiteHook): void;
+  /** logits [rows, vocab] of the last block's output x [rows, d] (x is left as it is). */
+  head(x: Buf, rows: number): Buf;
 }
 
-/**
- * Applies a threshold in place: zero every value whose magnitude does not pass λ. The
- * reference kernel itself (reference.ts `threshold`); models call their backend's
- * `ops.threshold`, the same function or a faster one.
- */
-export { threshold as applyThreshold } from '../tensor/reference.ts';
+/** The batch of these token sequences, uploaded to the model's backend. */
+export function makeBatch(
+  model: Pick<LanguageModel, 'backend' | 'nVocab'>,
+  sequences: readonly ArrayLike<number>[],
+): Batch {
+  const seqs = new Seqs(sequences.map((s) => s.length));
+  const tokens = new Int32Array(seqs.rows);
+  let o = 0;
+  for (const s of sequences) {
+    for (let t = 0; t < s.length; t++) tokens[o + t] = s[t];
+    o += s.length;
+  }
+  checkTokens(tokens, model.nVocab);
+  return { seqs, tokens, ids: model.backend.uploadIds(tokens) };
+}
+
+/** The one error for a token the model has no embedding for, in every architecture. */
+export function checkTokens(tokens: ArrayLike<number>, nVocab: number): void {
+  for (let t = 0; t < tokens.length; t++) {
+    const id = tokens[t];
+    if (!Number.isInteger(id) || id < 0 || id >= nVocab) {
+      throw new UserError(
+        `token ${id} at position ${t} is outside the vocabulary (0..${nVocab - 1})`,
+        'The ids do not belong to this model: check the tokenizer (--tokenizer) or the --tokens you gave.',
+      );
+    }
+  }
+}
+
+export interface ForwardOptions {
+  hook?: SiteHook;
+  /**
+   * `all`: logits for every row [rows, vocab]; `last`: for the last row of each sequence
+   * [B, vocab]; `none`: only the state advances (returns null).
+   */
+  logits?: 'all' | 'last' | 'none';
+}
+
+/** Runs the batch through the model from `state` (advanced in place). */
+export function forward(
+  model: LanguageModel,
+  batch: Batch,
+  state: ModelState,
+  opts: ForwardOptions = {},
+): Buf | null {
+  const be = model.backend;
+  const { seqs } = batch;
+  const x = model.embed(batch, state);
+  for (let b = 0; b < model.nLayer; b++) model.block(b, x, batch, state, opts.hook);
+  const mode = opts.logits ?? 'all';
+  let out: Buf | null = null;
+  if (mode === 'all') out = model.head(x, seqs.rows);
+  else if (mode === 'last') {
+    const last = be.alloc(seqs.count * model.nEmbd);
+    be.lastRows(last, x, seqs, model.nEmbd);
+    out = model.head(last, seqs.count);
+    be.free(last);
+  }
+  be.free(x);
+  return out;
+}
+
+/** Logits [T, vocab] of one sequence from `state`, read back. */
+export async function sequenceLogits(
+  model: LanguageModel,
+  tokens: ArrayLike<number>,
+  state: ModelState,
+  logits: 'all' | 'last' = 'all',
+): Promise<Float32Array> {
+  if (tokens.length === 0) return new Float32Array(0);
+  const batch = makeBatch(model, [tokens]);
+  const out = forward(model, batch, state, { logits }) as Buf;
+  const host = await model.backend.read(out);
+  model.backend.free(out);
+  model.backend.free(batch.ids);
+  return host;
+}
+
+/** One token in RNN form (T = 1): its logits [vocab], read back. */
+export function step(
+  model: LanguageModel,
+  token: number,
+  state: ModelState,
+): Promise<Float32Array> {
+  return sequenceLogits(model, [token], state, 'all');
+}
 
 /** Checks λ (one finite value ≥ 0 per site) and copies it into a model's thresholds. */
 export function copyThresholds(into: Float32Array, lambda: ArrayLike<number>): void {
@@ -97,11 +194,47 @@ export function copyThresholds(into: Float32Array, lambda: ArrayLike<number>): v
 }
 
 /**
- * Whether step mode reads a weight through the zero-skipping kernel at a site with λ.
- * A weight under 1 MiB stays in the caches, where the dense kernel's streaming beats
+ * Runs `fn` with the thresholds λ (a Float32Array of zeros for dense), then restores the
+ * model's own, whatever happens.
+ */
+export async function withThresholds<T>(
+  model: LanguageModel,
+  lambda: ArrayLike<number>,
+  fn: () => Promise<T> | T,
+): Promise<T> {
+  const saved = Float32Array.from(model.thresholds);
+  model.setThresholds(lambda);
+  try {
+    return await fn();
+  } finally {
+    model.setThresholds(saved);
+  }
+}
+
+/**
+ * Whether a product reads its weight through the zero-skipping kernel at a site with λ:
+ * only for one input row, a weight with its input-major copy, and at least 1 MiB. A
+ * weight under 1 MiB stays in the caches, where the dense kernel's streaming beats
  * reading scattered rows (measured: 0.9× dense at 60% zeros for d = 192); larger ones
  * are read from memory, where skipping rows saves their bytes.
  */
-export function skipZeros(w: Linear, lambda: number): boolean {
-  return lambda > 0 && w.sparse && w.rows * w.cols * 4 >= 1 << 20;
+export function skipZeros(w: Linear, lambda: number, rows: number): boolean {
+  return rows === 1 && lambda > 0 && w.sparse && w.rows * w.cols * 4 >= 1 << 20;
+}
+
+/**
+ * The threshold site before a linear layer, shared by every model: threshold x
+ * [rows, cols] in place when λ > 0, then let the hook see it.
+ */
+export function applySite(
+  model: Pick<LanguageModel, 'backend' | 'thresholds' | 'sites'>,
+  g: number,
+  x: Buf,
+  rows: number,
+  cols: number,
+  hook: SiteHook | undefined,
+): void {
+  const lambda = model.thresholds[g];
+  if (lambda > 0) model.backend.threshold(x, lambda, model.sites.comparison, rows * cols);
+  hook?.(g, x, rows, cols);
 }

@@ -8,29 +8,31 @@
  *   post-LN: h = LN(x + out_proj(attn(x)));   x = LN(h + fc2(relu(fc1(h))))
  *   logits = lm_head · project_out(final_layer_norm(x))   (final LN for pre-LN only)
  *
- * Sequence mode runs every linear layer as one matrix product over all tokens and the
- * attention per head over the sequence; step mode is one token against a KV cache.
- * Both give the same numbers (tested).
+ * One path for a batch of whole sequences and for one token (T = 1) against the KV
+ * cache: every linear layer is one matrix product over all rows of the batch; attention
+ * is one backend op over each sequence's cache.
  */
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { FormatError, UserError } from '../errors.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import { readJsonFile } from '../io/tokenizers/utf8.ts';
-import type { Backend, Linear } from '../tensor/backend.ts';
+import type { Backend, Buf, Linear } from '../tensor/backend.ts';
 import {
+  applySite,
+  type Batch,
   copyThresholds,
   type LanguageModel,
   type ModelState,
-  type SiteObserver,
+  type SiteHook,
   type SiteTable,
   skipZeros,
 } from './model.ts';
-import { Fingerprint, readWeight, shapeOf } from './weights.ts';
+import { Fingerprint, readWeight, shapeOf, storedDType } from './weights.ts';
 
 // ---------------------------------------------------------------- Config
 
-export interface OptConfig {
+export type OptConfig = {
   nLayer: number;
   /** hidden_size */
   nEmbd: number;
@@ -52,7 +54,7 @@ export interface OptConfig {
   tied: boolean;
   /** Name prefix of the decoder: `model.decoder.` (OPTForCausalLM) or `decoder.` (OPTModel). */
   prefix: string;
-}
+};
 
 /** Site ids of one decoder layer, in the authors' search order (METHOD.md §1). */
 export const OPT_SITES = ['qkv', 'fc1', 'fc2'] as const;
@@ -175,69 +177,156 @@ export function optConfig(ckpt: Checkpoint): OptConfig {
 
 // ---------------------------------------------------------------- Weights
 
-type Norm = [Float32Array, Float32Array]; // weight, bias [d] (ones, zeros when not affine)
+/** A layer norm's weight and bias [d] (ones and zeros when not elementwise-affine). */
+interface LayerNorm {
+  weight: Buf;
+  bias: Buf;
+}
 
+/** A linear layer and its bias (null without `enable_bias`). */
+interface Proj {
+  weight: Linear;
+  bias: Buf | null;
+}
+
+/** One decoder layer under Hugging Face's names (`model.decoder.layers.N.*`). */
 interface Layer {
-  attnNorm: Norm; // self_attn_layer_norm
-  qkv: Linear; // [3d, d]: q_proj, k_proj, v_proj stacked
-  qkvBias: Float32Array | null; // [3d]
-  outProj: Linear; // [d, d]
-  outBias: Float32Array | null; // [d]
-  ffnNorm: Norm; // final_layer_norm of the layer
-  fc1: Linear; // [f, d]
-  fc1Bias: Float32Array | null; // [f]
-  fc2: Linear; // [d, f]
-  fc2Bias: Float32Array | null; // [d]
+  self_attn_layer_norm: LayerNorm;
+  // self_attn.{q,k,v,out}_proj: [d, d] each. q, k and v read the same (thresholded) input.
+  q_proj: Proj;
+  k_proj: Proj;
+  v_proj: Proj;
+  out_proj: Proj;
+  final_layer_norm: LayerNorm;
+  fc1: Proj; // [f, d]
+  fc2: Proj; // [d, f]
+}
+
+/** Site ids of one decoder layer, in the authors' search order (METHOD.md §1). */
+export function optSiteTable(c: Pick<OptConfig, 'nLayer' | 'nEmbd' | 'nFfn'>): SiteTable {
+  const { nEmbd: d, nFfn: f } = c;
+  return {
+    comparison: 'ge',
+    nBlocks: c.nLayer,
+    perBlock: [
+      { id: 'qkv', cols: d, rows: 3 * d }, // one input, three d×d products
+      { id: 'fc1', cols: d, rows: f },
+      { id: 'fc2', cols: f, rows: d },
+    ],
+  };
 }
 
 // ---------------------------------------------------------------- State
 
 /**
- * Per layer the keys and values of every token so far ([len, d] each, heads side by
- * side), grown on demand up to max_position_embeddings rows. The position of the next
- * token is layer 0's length: `forward`, `step` and `embed`+`block` advance it alike.
+ * Per layer the keys and values of every token so far, [batch, capacity, d] each (heads
+ * side by side), and per layer and sequence the number of tokens cached. The capacity
+ * grows on demand up to max_position_embeddings. The position of a sequence's next
+ * token is its layer-0 length: a whole forward and block-by-block runs advance it alike.
  */
 export class OptState implements ModelState {
-  readonly keys: Float32Array[];
-  readonly values: Float32Array[];
-  readonly lengths: number[];
-
-  constructor(
-    readonly nLayer: number,
+  private constructor(
+    private readonly backend: Backend,
+    readonly batch: number,
     readonly nEmbd: number,
     readonly nPositions: number,
-  ) {
-    this.keys = Array.from({ length: nLayer }, () => new Float32Array(0));
-    this.values = Array.from({ length: nLayer }, () => new Float32Array(0));
-    this.lengths = new Array<number>(nLayer).fill(0);
+    readonly keys: Buf[],
+    readonly values: Buf[],
+    readonly capacity: number[],
+    readonly lengths: Int32Array[],
+  ) {}
+
+  static fresh(
+    backend: Backend,
+    batch: number,
+    nLayer: number,
+    d: number,
+    nPositions: number,
+  ): OptState {
+    const empty = () => Array.from({ length: nLayer }, () => backend.alloc(0));
+    return new OptState(
+      backend,
+      batch,
+      d,
+      nPositions,
+      empty(),
+      empty(),
+      new Array<number>(nLayer).fill(0),
+      Array.from({ length: nLayer }, () => new Int32Array(batch)),
+    );
   }
 
-  /** Position of the next token. */
-  get position(): number {
-    return this.lengths[0];
+  /** Position of sequence `seq`'s next token. */
+  position(seq = 0): number {
+    return this.lengths[0][seq];
   }
 
-  /** Makes room for `rows` cached tokens in layer `l` (doubling, capped at the positions). */
+  /** Makes room for `rows` cached tokens per sequence in layer l (doubling, capped). */
   reserve(l: number, rows: number): void {
+    if (this.capacity[l] >= rows) return;
+    const be = this.backend;
     const d = this.nEmbd;
-    if (this.keys[l].length >= rows * d) return;
-    const cap = Math.min(this.nPositions, Math.max(rows, 2 * (this.keys[l].length / d), 16));
+    const old = this.capacity[l];
+    const cap = Math.min(this.nPositions, Math.max(rows, 2 * old, 16));
     for (const kv of [this.keys, this.values]) {
-      const grown = new Float32Array(cap * d);
-      grown.set(kv[l].subarray(0, this.lengths[l] * d));
+      const grown = be.alloc(this.batch * cap * d);
+      for (let b = 0; b < this.batch; b++) {
+        const n = this.lengths[l][b] * d;
+        if (n) be.copy(be.view(grown, b * cap * d, n), be.view(kv[l], b * old * d, n));
+      }
+      be.free(kv[l]);
       kv[l] = grown;
     }
+    this.capacity[l] = cap;
   }
 
-  clone(): OptState {
-    const c = new OptState(this.nLayer, this.nEmbd, this.nPositions);
-    for (let l = 0; l < this.nLayer; l++) {
-      const n = this.lengths[l] * this.nEmbd;
-      c.keys[l] = this.keys[l].slice(0, n);
-      c.values[l] = this.values[l].slice(0, n);
-      c.lengths[l] = this.lengths[l];
+  clone(): this {
+    const be = this.backend;
+    const copy = (b: Buf) => {
+      const c = be.alloc(b.length);
+      be.copy(c, b);
+      return c;
+    };
+    return new OptState(
+      be,
+      this.batch,
+      this.nEmbd,
+      this.nPositions,
+      this.keys.map(copy),
+      this.values.map(copy),
+      [...this.capacity],
+      this.lengths.map((l) => l.slice()),
+    ) as this;
+  }
+
+  select(idx: readonly number[]): this {
+    const be = this.backend;
+    for (const i of idx) {
+      if (!(Number.isInteger(i) && i >= 0 && i < this.batch))
+        throw new RangeError(`select: sequence ${i} of a state of ${this.batch}`);
     }
-    return c;
+    const ids = be.uploadIds(Int32Array.from(idx));
+    const pick = (b: Buf, l: number) => {
+      const c = be.alloc(idx.length * this.capacity[l] * this.nEmbd);
+      if (this.capacity[l]) be.gather(c, b, ids, this.capacity[l] * this.nEmbd);
+      return c;
+    };
+    const s = new OptState(
+      be,
+      idx.length,
+      this.nEmbd,
+      this.nPositions,
+      this.keys.map(pick),
+      this.values.map(pick),
+      [...this.capacity],
+      this.lengths.map((l) => Int32Array.from(idx, (i) => l[i])),
+    ) as this;
+    be.free(ids);
+    return s;
+  }
+
+  free(): void {
+    for (const b of [...this.keys, ...this.values]) this.backend.free(b);
   }
 }
 
@@ -247,55 +336,45 @@ export class Opt implements LanguageModel<OptState> {
   readonly arch = 'opt';
   readonly sites: SiteTable;
   readonly thresholds: Float32Array;
-  observer: SiteObserver | null = null;
   readonly stats: { parameters: number; weightBytes: number };
 
   readonly nVocab: number;
   readonly nEmbd: number;
   readonly nLayer: number;
   readonly maxContext: number;
-  private readonly scratch: Buffers;
 
   private constructor(
     readonly config: OptConfig,
     readonly backend: Backend,
-    private readonly embTokens: Float32Array, // [V, p]
-    private readonly embPositions: Float32Array, // [P + 2, d]
-    private readonly projectIn: Linear | null, // [d, p]
+    private readonly embed_tokens: Buf, // [V, p]
+    private readonly embed_positions: Buf, // [P + 2, d]
+    private readonly project_in: Linear | null, // [d, p]
     private readonly layers: Layer[],
-    private readonly finalNorm: Norm | null, // model.decoder.final_layer_norm (pre-LN only)
-    private readonly projectOut: Linear | null, // [p, d]
-    private readonly head: Linear, // [V, p]
+    private readonly final_layer_norm: LayerNorm | null, // model.decoder.final_layer_norm (pre-LN only)
+    private readonly project_out: Linear | null, // [p, d]
+    private readonly lm_head: Linear, // [V, p]
     parameters: number,
     readonly fingerprint: string,
   ) {
-    const { nEmbd: d, nFfn: f, nLayer, nVocab } = config;
-    this.nVocab = nVocab;
-    this.nEmbd = d;
-    this.nLayer = nLayer;
+    this.nVocab = config.nVocab;
+    this.nEmbd = config.nEmbd;
+    this.nLayer = config.nLayer;
     this.maxContext = config.nPositions;
-    this.sites = {
-      comparison: 'ge',
-      nBlocks: nLayer,
-      perBlock: [
-        { id: 'qkv', cols: d, rows: 3 * d }, // one input, three d×d products
-        { id: 'fc1', cols: d, rows: f },
-        { id: 'fc2', cols: f, rows: d },
-      ],
-    };
-    this.thresholds = new Float32Array(nLayer * OPT_SITES.length);
-    let weightBytes = embTokens.byteLength + embPositions.byteLength + head.bytes;
-    for (const l of [projectIn, projectOut]) weightBytes += l?.bytes ?? 0;
-    for (const l of layers)
-      weightBytes += l.qkv.bytes + l.outProj.bytes + l.fc1.bytes + l.fc2.bytes;
+    this.sites = optSiteTable(config);
+    this.thresholds = new Float32Array(config.nLayer * OPT_SITES.length);
+    let weightBytes = 4 * (embed_tokens.length + embed_positions.length) + lm_head.bytes;
+    for (const l of [project_in, project_out]) weightBytes += l?.bytes ?? 0;
+    for (const l of layers) {
+      for (const p of [l.q_proj, l.k_proj, l.v_proj, l.out_proj, l.fc1, l.fc2])
+        weightBytes += p.weight.bytes;
+    }
     this.stats = { parameters, weightBytes };
-    this.scratch = new Buffers(config, 1, config.nPositions, true);
   }
 
   /**
    * Loads OPT weights from safetensors or pytorch_model.bin onto a backend. `sparse`
-   * also prepares the input-major copies that step mode's zero-skipping kernel reads
-   * for the thresholded layers (q/k/v, fc1, fc2).
+   * also prepares the input-major copies that zero skipping reads for the thresholded
+   * layers (q/k/v, fc1, fc2).
    */
   static load(ckpt: Checkpoint, backend: Backend, opts: { sparse?: boolean } = {}): Opt {
     const cfg = optConfig(ckpt);
@@ -319,12 +398,21 @@ export class Opt implements LanguageModel<OptState> {
       return data;
     };
     const lin = (name: string, rows: number, cols: number, sparse = false) =>
-      backend.prepare(read(name, [rows, cols]), rows, cols, { sparse });
-    const bias = (name: string, n: number) => (cfg.bias ? read(name, [n]) : null);
-    const norm = (name: string): Norm =>
+      backend.prepare(read(name, [rows, cols]), rows, cols, {
+        sparse,
+        dtype: storedDType(ckpt, name),
+      });
+    const proj = (name: string, rows: number, cols: number, sparse = false): Proj => ({
+      weight: lin(`${name}.weight`, rows, cols, sparse),
+      bias: cfg.bias ? backend.upload(read(`${name}.bias`, [rows])) : null,
+    });
+    const norm = (name: string): LayerNorm =>
       cfg.lnAffine
-        ? [read(`${name}.weight`, [d]), read(`${name}.bias`, [d])]
-        : [new Float32Array(d).fill(1), new Float32Array(d)];
+        ? {
+            weight: backend.upload(read(`${name}.weight`, [d])),
+            bias: backend.upload(read(`${name}.bias`, [d])),
+          }
+        : { weight: backend.upload(new Float32Array(d).fill(1)), bias: backend.alloc(d) };
     const sparse = !!opts.sparse;
 
     const embTokens = read(`${prefix}embed_tokens.weight`, [V, p]);
@@ -337,28 +425,15 @@ export class Opt implements LanguageModel<OptState> {
     for (let i = 0; i < cfg.nLayer; i++) {
       const n = `${prefix}layers.${i}`;
       const a = `${n}.self_attn`;
-      // q, k, v read the same (thresholded) input: one [3d, d] matrix, one product.
-      const qkv = new Float32Array(3 * d * d);
-      ['q', 'k', 'v'].forEach((c, j) => {
-        qkv.set(read(`${a}.${c}_proj.weight`, [d, d]), j * d * d);
-      });
-      const qkvBias = cfg.bias ? new Float32Array(3 * d) : null;
-      if (qkvBias) {
-        ['q', 'k', 'v'].forEach((c, j) => {
-          qkvBias.set(read(`${a}.${c}_proj.bias`, [d]), j * d);
-        });
-      }
       layers.push({
-        attnNorm: norm(`${n}.self_attn_layer_norm`),
-        qkv: backend.prepare(qkv, 3 * d, d, { sparse }),
-        qkvBias,
-        outProj: lin(`${a}.out_proj.weight`, d, d), // not a site: never sparse
-        outBias: bias(`${a}.out_proj.bias`, d),
-        ffnNorm: norm(`${n}.final_layer_norm`),
-        fc1: lin(`${n}.fc1.weight`, f, d, sparse),
-        fc1Bias: bias(`${n}.fc1.bias`, f),
-        fc2: lin(`${n}.fc2.weight`, d, f, sparse),
-        fc2Bias: bias(`${n}.fc2.bias`, d),
+        self_attn_layer_norm: norm(`${n}.self_attn_layer_norm`),
+        q_proj: proj(`${a}.q_proj`, d, d, sparse),
+        k_proj: proj(`${a}.k_proj`, d, d, sparse),
+        v_proj: proj(`${a}.v_proj`, d, d, sparse),
+        out_proj: proj(`${a}.out_proj`, d, d), // not a site: never sparse
+        final_layer_norm: norm(`${n}.final_layer_norm`),
+        fc1: proj(`${n}.fc1`, f, d, sparse),
+        fc2: proj(`${n}.fc2`, d, f, sparse),
       });
     }
     const finalNorm = cfg.preLN ? norm(`${prefix}final_layer_norm`) : null;
@@ -366,7 +441,9 @@ export class Opt implements LanguageModel<OptState> {
     // lm_head [V, p]: the embedding when tied (a stored lm_head.weight is then ignored, as HF does).
     if (cfg.tied) used.add('lm_head.weight');
     const head = cfg.tied
-      ? backend.prepare(embTokens, V, p, { sparse: false })
+      ? backend.prepare(embTokens, V, p, {
+          dtype: storedDType(ckpt, `${prefix}embed_tokens.weight`),
+        })
       : lin('lm_head.weight', V, p);
 
     // A tensor the configuration does not use means config.json and weights disagree.
@@ -382,8 +459,8 @@ export class Opt implements LanguageModel<OptState> {
     return new Opt(
       cfg,
       backend,
-      embTokens,
-      embPositions,
+      backend.upload(embTokens),
+      backend.upload(embPositions),
       projectIn,
       layers,
       finalNorm,
@@ -394,340 +471,138 @@ export class Opt implements LanguageModel<OptState> {
     );
   }
 
-  newState(): OptState {
-    return new OptState(this.nLayer, this.nEmbd, this.config.nPositions);
+  newState(batch = 1): OptState {
+    return OptState.fresh(this.backend, batch, this.nLayer, this.nEmbd, this.config.nPositions);
   }
 
   setThresholds(lambda: ArrayLike<number>): void {
     copyThresholds(this.thresholds, lambda);
   }
 
-  /** The threshold site before a linear layer: keep |x| ≥ λ in place, then let an observer look. */
-  private site(layer: number, s: number, x: Float32Array, tokens: number): void {
-    const g = layer * OPT_SITES.length + s;
-    const lambda = this.thresholds[g];
-    // x is [tokens, cols]; λ = 0 (dense) needs no call at all.
-    const n = tokens * this.sites.perBlock[s].cols;
-    if (lambda > 0) this.backend.ops.threshold(x, lambda, 'ge', n);
-    this.observer?.(g, x, tokens);
+  /** Checks that every sequence's rows fit after `starts` (its tokens so far). */
+  private checkPositions(batch: Batch, starts: Int32Array, where: string): void {
+    const P = this.config.nPositions;
+    for (let s = 0; s < batch.seqs.count; s++) {
+      const end = starts[s] + batch.seqs.length(s);
+      if (end > P) {
+        throw new UserError(
+          `OPT input too long${where}: positions ${starts[s]}..${end - 1} go beyond max_position_embeddings ${P}`,
+          'Use a shorter context (--ctx), prompt or generation length.',
+        );
+      }
+    }
   }
 
-  /**
-   * y = W·x for T tokens: one matrix product in sequence mode; in step mode the
-   * zero-skipping kernel when site `g` has a threshold and W a sparse copy.
-   */
-  private linear(y: Float32Array, w: Linear, x: Float32Array, T: number, step: boolean, g = -1) {
-    if (!step) this.backend.gemm(y, w, x, T);
-    else if (g >= 0 && skipZeros(w, this.thresholds[g])) this.backend.sparseGemv(y, w, x);
-    else this.backend.gemv(y, w, x);
-  }
-
-  // ---------------------------------------------------------- the calibration API
-
-  forward(
-    tokens: ArrayLike<number>,
-    state: OptState,
-    opts: { logits?: 'all' | 'last' } = {},
-  ): Float32Array {
-    const T = tokens.length;
-    if (T === 0) return new Float32Array(0);
-    const x = this.embed(tokens, state);
-    for (let b = 0; b < this.nLayer; b++) this.block(b, x, T, state);
-    if (opts.logits === 'last') return this.logits(x.subarray((T - 1) * this.nEmbd), 1);
-    return this.logits(x, T);
-  }
-
-  /** x [T, d] = embed_tokens[tok]·project_inᵀ + embed_positions[position + 2]. */
-  embed(tokens: ArrayLike<number>, state?: OptState): Float32Array {
-    const x = new Float32Array(tokens.length * this.nEmbd);
-    const e = new Float32Array(tokens.length * this.config.nProj);
-    this.embedInto(x, e, tokens, state?.position ?? 0, false);
+  /** x [rows, d] = embed_tokens[tok]·project_inᵀ + embed_positions[position + 2]. */
+  embed(batch: Batch, state: OptState): Buf {
+    const be = this.backend;
+    const { nEmbd: d, nProj: p } = this.config;
+    const { seqs } = batch;
+    const n = seqs.rows;
+    const starts = state.lengths[0];
+    this.checkPositions(batch, starts, '');
+    const x = be.alloc(n * d);
+    if (this.project_in) {
+      const e = be.alloc(n * p);
+      be.gather(e, this.embed_tokens, batch.ids, p);
+      be.matmul(x, this.project_in, e, n);
+      be.free(e);
+    } else be.gather(x, this.embed_tokens, batch.ids, d);
+    // + embed_positions[position + 2], row by row of each sequence
+    const rows = new Int32Array(n);
+    for (let s = 0; s < seqs.count; s++) {
+      for (let t = 0; t < seqs.length(s); t++)
+        rows[seqs.offsets[s] + t] = starts[s] + t + POSITION_OFFSET;
+    }
+    const ids = be.uploadIds(rows);
+    const pos = be.alloc(n * d);
+    be.gather(pos, this.embed_positions, ids, d);
+    be.binary('add', x, x, pos);
+    be.free(pos);
+    be.free(ids);
     return x;
   }
 
-  /** Runs decoder layer `b` on x [T, d] in place, appending to its KV cache in `state`. */
-  block(b: number, x: Float32Array, T: number, state: OptState): void {
-    this.layer(b, x, T, state, new Buffers(this.config, T, state.lengths[b] + T), false);
-  }
-
-  /** logits [T, V] = lm_head · project_out(final_layer_norm(x)); x is left as it is. */
-  logits(x: Float32Array, T: number): Float32Array {
+  /** logits [rows, V] = lm_head · project_out(final_layer_norm(x)); x is left as it is. */
+  head(x: Buf, rows: number): Buf {
+    const be = this.backend;
     const { nEmbd: d, nProj: p } = this.config;
-    const out = new Float32Array(T * this.nVocab);
-    const xn = this.finalNorm ? new Float32Array(T * d) : x;
-    const y = this.projectOut ? new Float32Array(T * p) : xn;
-    this.headInto(out, x, xn, y, T, false);
+    const temps: Buf[] = [];
+    let h = x;
+    if (this.final_layer_norm) {
+      const xn = be.alloc(rows * d);
+      be.layerNorm(xn, x, this.final_layer_norm.weight, this.final_layer_norm.bias, rows, d, 1e-5);
+      temps.push(xn);
+      h = xn;
+    }
+    if (this.project_out) {
+      const y = be.alloc(rows * p);
+      be.matmul(y, this.project_out, h, rows);
+      temps.push(y);
+      h = y;
+    }
+    const out = be.alloc(rows * this.nVocab);
+    be.matmul(out, this.lm_head, h, rows);
+    for (const t of temps) be.free(t);
     return out;
   }
 
-  // ---------------------------------------------------------- step mode
-
-  /** One token against the KV cache; returns the logits (a view valid until the next call). */
-  step(token: number, state: OptState): Float32Array {
-    const s = this.scratch;
-    this.embedInto(s.x, s.e, [token], state.position, true);
-    for (let b = 0; b < this.nLayer; b++) this.layer(b, s.x, 1, state, s, true);
-    this.headInto(s.logits, s.x, s.xn, this.projectOut ? s.e : s.xn, 1, true);
-    return s.logits;
+  /** y = W·x + bias for `rows` rows; zero skipping when site g has a threshold. */
+  private linear(y: Buf, w: Proj, x: Buf, rows: number, g = -1): void {
+    const skip = g >= 0 && skipZeros(w.weight, this.thresholds[g], rows);
+    this.backend.matmul(y, w.weight, x, rows, { bias: w.bias ?? undefined, skipZeros: skip });
   }
 
-  // ---------------------------------------------------------- shared by both modes
-
-  private embedInto(
-    x: Float32Array,
-    e: Float32Array,
-    tokens: ArrayLike<number>,
-    position: number,
-    step: boolean,
-  ): void {
-    const { nEmbd: d, nProj: p, nPositions } = this.config;
-    const T = tokens.length;
-    if (position + T > nPositions) {
-      throw new UserError(
-        `OPT input too long: positions ${position}..${position + T - 1} go beyond max_position_embeddings ${nPositions}`,
-        'Use a shorter context (--ctx), prompt or generation length.',
-      );
-    }
-    const dst = this.projectIn ? e : x; // [T, p]
-    for (let t = 0; t < T; t++) {
-      const id = tokens[t];
-      if (!Number.isInteger(id) || id < 0 || id >= this.nVocab) {
-        throw new UserError(
-          `token ${id} at position ${t} is outside the vocabulary (0..${this.nVocab - 1})`,
-        );
-      }
-      dst.set(this.embTokens.subarray(id * p, (id + 1) * p), t * p);
-    }
-    if (this.projectIn) this.linear(x, this.projectIn, e, T, step);
-    // + embed_positions[position + t + 2]
-    const pos = this.embPositions.subarray((position + POSITION_OFFSET) * d);
-    for (let i = 0; i < T * d; i++) x[i] += pos[i];
-  }
-
-  /** One decoder layer over x [T, d] in place (HF OPTDecoderLayer.forward). */
-  private layer(b: number, x: Float32Array, T: number, state: OptState, u: Buffers, step: boolean) {
+  /** One decoder layer over x [rows, d] in place (HF OPTDecoderLayer.forward). */
+  block(b: number, x: Buf, batch: Batch, state: OptState, hook?: SiteHook): void {
     const { nEmbd: d, nFfn: f, nHead, preLN } = this.config;
     const L = this.layers[b];
-    const ops = this.backend.ops;
+    const be = this.backend;
+    const { seqs } = batch;
+    const n = seqs.rows;
     const g0 = b * OPT_SITES.length;
-    const start = state.lengths[b];
-    if (start + T > this.config.nPositions) {
-      throw new UserError(
-        `OPT layer ${b}: ${start + T} tokens exceed max_position_embeddings ${this.config.nPositions}`,
-      );
-    }
+    const starts = state.lengths[b].slice();
+    this.checkPositions(batch, starts, ` (layer ${b})`);
+    let longest = 0;
+    for (let s = 0; s < seqs.count; s++) longest = Math.max(longest, starts[s] + seqs.length(s));
+    state.reserve(b, longest);
+    const [xn, q, k, v, att, out] = [0, 0, 0, 0, 0, 0].map(() => be.alloc(n * d));
+    const hidden = be.alloc(n * f);
 
     // ---- self-attention; the site input is LN(x) (pre-LN) or a copy of x (post-LN),
     // so that thresholding never touches the residual stream.
-    if (preLN) ops.layerNorm(u.xn, x, L.attnNorm[0], L.attnNorm[1], T, d);
-    else u.xn.set(x.subarray(0, T * d));
-    this.site(b, S.qkv, u.xn, T);
-    // [q k v] = W_qkv·xn + b_qkv; q ·= 1/√head_dim (after the bias, as HF does)
-    this.linear(u.qkv, L.qkv, u.xn, T, step, g0 + S.qkv);
-    if (L.qkvBias) addBias(u.qkv, L.qkvBias, T, 3 * d);
+    const ln1 = L.self_attn_layer_norm;
+    if (preLN) be.layerNorm(xn, x, ln1.weight, ln1.bias, n, d, 1e-5);
+    else be.copy(xn, x);
+    applySite(this, g0 + S.qkv, xn, n, d, hook);
+    // q, k, v = W·xn + b (q is scaled by 1/√head_dim inside attention, after the bias, as HF does)
+    this.linear(q, L.q_proj, xn, n, g0 + S.qkv);
+    this.linear(k, L.k_proj, xn, n, g0 + S.qkv);
+    this.linear(v, L.v_proj, xn, n, g0 + S.qkv);
+    // Append k and v to each sequence's cache: rows start … start+T−1.
+    const cap = state.capacity[b];
+    be.appendRows(state.keys[b], k, seqs, starts, cap, d);
+    be.appendRows(state.values[b], v, seqs, starts, cap, d);
+    for (let s = 0; s < seqs.count; s++) state.lengths[b][s] = starts[s] + seqs.length(s);
     const hd = d / nHead;
-    const scaling = hd ** -0.5;
-    for (let t = 0; t < T; t++) for (let i = 0; i < d; i++) u.qkv[t * 3 * d + i] *= scaling;
-    // Append k and v to the cache: rows start … start+T−1.
-    state.reserve(b, start + T);
-    const K = state.keys[b];
-    const V = state.values[b];
-    for (let t = 0; t < T; t++) {
-      K.set(u.qkv.subarray(t * 3 * d + d, t * 3 * d + 2 * d), (start + t) * d);
-      V.set(u.qkv.subarray(t * 3 * d + 2 * d, (t + 1) * 3 * d), (start + t) * d);
-    }
-    state.lengths[b] = start + T;
-    if (step) causalAttention(u.att, u.qkv, K, V, start, T, d, nHead, u.scores);
-    else this.attention(u.att, u.qkv, K, V, start, T, u);
+    be.attention(att, q, state.keys[b], state.values[b], seqs, starts, cap, nHead, hd, hd ** -0.5);
     // x = x + out_proj(att)  (post-LN: then LN)
-    this.linear(u.out, L.outProj, u.att, T, step);
-    if (L.outBias) addBias(u.out, L.outBias, T, d);
-    for (let i = 0; i < T * d; i++) x[i] += u.out[i];
-    if (!preLN) ops.layerNorm(x, x, L.attnNorm[0], L.attnNorm[1], T, d);
+    this.linear(out, L.out_proj, att, n);
+    be.binary('add', x, x, out);
+    if (!preLN) be.layerNorm(x, x, ln1.weight, ln1.bias, n, d, 1e-5);
 
     // ---- MLP: x = x + fc2(relu(fc1(LN(x))))  (post-LN: LN after the sum, none before)
-    if (preLN) ops.layerNorm(u.xn, x, L.ffnNorm[0], L.ffnNorm[1], T, d);
-    else u.xn.set(x.subarray(0, T * d));
-    this.site(b, S.fc1, u.xn, T);
-    this.linear(u.hidden, L.fc1, u.xn, T, step, g0 + S.fc1);
-    if (L.fc1Bias) addBias(u.hidden, L.fc1Bias, T, f);
-    for (let i = 0; i < T * f; i++) if (!(u.hidden[i] > 0)) u.hidden[i] = 0; // relu
-    this.site(b, S.fc2, u.hidden, T);
-    this.linear(u.out, L.fc2, u.hidden, T, step, g0 + S.fc2);
-    if (L.fc2Bias) addBias(u.out, L.fc2Bias, T, d);
-    for (let i = 0; i < T * d; i++) x[i] += u.out[i];
-    if (!preLN) ops.layerNorm(x, x, L.ffnNorm[0], L.ffnNorm[1], T, d);
-  }
+    const ln2 = L.final_layer_norm;
+    if (preLN) be.layerNorm(xn, x, ln2.weight, ln2.bias, n, d, 1e-5);
+    else be.copy(xn, x);
+    applySite(this, g0 + S.fc1, xn, n, d, hook);
+    this.linear(hidden, L.fc1, xn, n, g0 + S.fc1);
+    be.unary('relu', hidden, hidden);
+    applySite(this, g0 + S.fc2, hidden, n, f, hook);
+    this.linear(out, L.fc2, hidden, n, g0 + S.fc2);
+    be.binary('add', x, x, out);
+    if (!preLN) be.layerNorm(x, x, ln2.weight, ln2.bias, n, d, 1e-5);
 
-  /**
-   * Sequence-mode attention with the backend's matrix products, head by head:
-   * S = Q_h·K_hᵀ [T, n] over all n = start+T cached keys, causal softmax row by row
-   * (row t sees keys 0 … start+t), O_h = P·V_h. Equals `causalAttention` up to rounding;
-   * the masked half of S is computed and discarded, still far faster than loops.
-   */
-  private attention(
-    out: Float32Array,
-    qkv: Float32Array,
-    K: Float32Array,
-    V: Float32Array,
-    start: number,
-    T: number,
-    u: Buffers,
-  ): void {
-    const { nEmbd: d, nHead } = this.config;
-    const be = this.backend;
-    const hd = d / nHead;
-    const n = start + T;
-    const { qh, kh, vt, oh, probs } = u;
-    for (let h = 0; h < nHead; h++) {
-      // Gather Q_h [T, hd], K_h [n, hd] and V_hᵀ [hd, n] from the interleaved heads.
-      for (let t = 0; t < T; t++)
-        qh.set(qkv.subarray(t * 3 * d + h * hd, t * 3 * d + (h + 1) * hd), t * hd);
-      for (let j = 0; j < n; j++) {
-        kh.set(K.subarray(j * d + h * hd, j * d + (h + 1) * hd), j * hd);
-        for (let i = 0; i < hd; i++) vt[i * n + j] = V[j * d + h * hd + i];
-      }
-      const kLin = be.prepare(kh.subarray(0, n * hd), n, hd);
-      const vLin = be.prepare(vt.subarray(0, hd * n), hd, n);
-      try {
-        be.gemm(probs, kLin, qh, T); // S [T, n]
-        for (let t = 0; t < T; t++) softmaxRow(probs, t * n, start + t + 1, n);
-        be.gemm(oh, vLin, probs, T); // O_h [T, hd]
-      } finally {
-        be.release(kLin);
-        be.release(vLin);
-      }
-      for (let t = 0; t < T; t++) out.set(oh.subarray(t * hd, (t + 1) * hd), t * d + h * hd);
-    }
-  }
-
-  /** out [T, V] = head · project_out(final LN(x)), through the buffers xn [T, d] and y [T, p]. */
-  private headInto(
-    out: Float32Array,
-    x: Float32Array,
-    xn: Float32Array,
-    y: Float32Array,
-    T: number,
-    step: boolean,
-  ): void {
-    const d = this.nEmbd;
-    let h = x;
-    if (this.finalNorm) {
-      this.backend.ops.layerNorm(xn, x, this.finalNorm[0], this.finalNorm[1], T, d);
-      h = xn;
-    }
-    if (this.projectOut) {
-      this.linear(y, this.projectOut, h, T, step);
-      h = y;
-    }
-    if (T === 1) this.backend.gemv(out, this.head, h);
-    else this.backend.gemm(out, this.head, h, T);
-  }
-}
-
-/** y[t, :] += bias for each of T rows of width n. */
-function addBias(y: Float32Array, bias: Float32Array, T: number, n: number): void {
-  for (let t = 0; t < T; t++) for (let i = 0; i < n; i++) y[t * n + i] += bias[i];
-}
-
-/** Row [off, off+n) of width `width`: softmax over the first `n`, zeros after (the causal mask). */
-function softmaxRow(s: Float32Array, off: number, n: number, width: number): void {
-  let max = Number.NEGATIVE_INFINITY;
-  for (let j = 0; j < n; j++) if (s[off + j] > max) max = s[off + j];
-  let sum = 0;
-  for (let j = 0; j < n; j++) {
-    const e = Math.exp(s[off + j] - max);
-    s[off + j] = e;
-    sum += e;
-  }
-  const inv = 1 / sum;
-  for (let j = 0; j < n; j++) s[off + j] *= inv;
-  s.fill(0, off + n, off + width);
-}
-
-/**
- * Step-mode attention (and the plain definition): out [T, d]: per head, softmax(q·Kᵀ) over the cached rows 0 … start+t (causal), times
- * V. q sits in qkv [T, 3d] (columns 0…d, already scaled); K, V are [rows, d]. The
- * scores and sums are kept in double precision (fp32 or better, as HF upcasts).
- */
-function causalAttention(
-  out: Float32Array,
-  qkv: Float32Array,
-  K: Float32Array,
-  V: Float32Array,
-  start: number,
-  T: number,
-  d: number,
-  nHead: number,
-  scores: Float64Array,
-): void {
-  const hd = d / nHead;
-  for (let t = 0; t < T; t++) {
-    const n = start + t + 1; // keys this token sees
-    for (let h = 0; h < nHead; h++) {
-      const q = t * 3 * d + h * hd;
-      // s_j = q · k_j
-      let max = Number.NEGATIVE_INFINITY;
-      for (let j = 0; j < n; j++) {
-        const k = j * d + h * hd;
-        let s = 0;
-        for (let i = 0; i < hd; i++) s += qkv[q + i] * K[k + i];
-        scores[j] = s;
-        if (s > max) max = s;
-      }
-      // p_j = exp(s_j − max) / Σ exp(…)
-      let sum = 0;
-      for (let j = 0; j < n; j++) {
-        const e = Math.exp(scores[j] - max);
-        scores[j] = e;
-        sum += e;
-      }
-      // out_h = Σ_j p_j v_j
-      const o = t * d + h * hd;
-      for (let i = 0; i < hd; i++) out[o + i] = 0;
-      const acc = out.subarray(o, o + hd);
-      for (let j = 0; j < n; j++) {
-        const w = scores[j] / sum;
-        const v = j * d + h * hd;
-        for (let i = 0; i < hd; i++) acc[i] += w * V[v + i];
-      }
-    }
-  }
-}
-
-/** Work arrays of one layer for T tokens (allocated once for step mode). */
-class Buffers {
-  readonly x: Float32Array; // [T, d] the residual stream (step mode)
-  readonly e: Float32Array; // [T, p] embedding before project_in / after project_out
-  readonly xn: Float32Array; // [T, d] site input (qkv, fc1); final LN
-  readonly qkv: Float32Array; // [T, 3d]
-  readonly att: Float32Array; // [T, d]
-  readonly out: Float32Array; // [T, d] out_proj and fc2 outputs
-  readonly hidden: Float32Array; // [T, f]
-  readonly scores: Float64Array; // [keys] (step mode)
-  readonly logits: Float32Array; // [T, V] (step mode)
-  // Sequence-mode attention, one head at a time (n = keys):
-  readonly qh: Float32Array; // [T, hd]
-  readonly kh: Float32Array; // [n, hd]
-  readonly vt: Float32Array; // [hd, n]
-  readonly oh: Float32Array; // [T, hd]
-  readonly probs: Float32Array; // [T, n]
-  constructor(c: OptConfig, T: number, keys: number, step = false) {
-    const hd = c.nEmbd / c.nHead;
-    const seq = step ? 0 : 1;
-    this.qh = new Float32Array(seq * T * hd);
-    this.kh = new Float32Array(seq * keys * hd);
-    this.vt = new Float32Array(seq * hd * keys);
-    this.oh = new Float32Array(seq * T * hd);
-    this.probs = new Float32Array(seq * T * keys);
-    this.x = new Float32Array(step ? c.nEmbd : 0);
-    this.e = new Float32Array(step ? c.nProj : 0);
-    this.xn = new Float32Array(T * c.nEmbd);
-    this.qkv = new Float32Array(T * 3 * c.nEmbd);
-    this.att = new Float32Array(T * c.nEmbd);
-    this.out = new Float32Array(T * c.nEmbd);
-    this.hidden = new Float32Array(T * c.nFfn);
-    this.scores = new Float64Array(step ? keys : 0);
-    this.logits = new Float32Array(step ? c.nVocab : 0);
+    for (const t of [xn, q, k, v, att, out, hidden]) be.free(t);
   }
 }

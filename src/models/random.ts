@@ -1,10 +1,26 @@
 /**
- * Random RWKV-4 weights of any shape, with magnitudes like a trained model's (so that
- * channel-mix activations are neither vanishing nor exploding): for tests and for
- * benchmarks of shapes too large to ship (e.g. 24×1024, the 430M layout).
+ * Random weights of any shape, with magnitudes like a trained model's (so that
+ * activations are neither vanishing nor exploding): for tests and for benchmarks of
+ * shapes too large to ship (e.g. 24×1024, the 430M layout).
  */
 import type { NamedTensor } from '../io/memory.ts';
 import { rng } from '../util/random.ts';
+
+/** Adds tensors filled by a seeded generator; `lin` keeps unit-scale inputs unit-scale. */
+function filler(seed: number) {
+  const u = rng(seed);
+  // Gaussian by Box–Muller.
+  const gauss = () => Math.sqrt(-2 * Math.log(u() + 1e-12)) * Math.cos(2 * Math.PI * u());
+  const out: NamedTensor[] = [];
+  const add = (name: string, s: number[], g: (i: number) => number) => {
+    const n = s.reduce((a, b) => a * b, 1);
+    out.push({ name, shape: s, data: Float32Array.from({ length: n }, (_, i) => g(i)) });
+  };
+  // A linear layer [rows, cols] with std `gain/√cols`.
+  const lin = (name: string, rows: number, cols: number, gain = 1) =>
+    add(name, [rows, cols], () => (gain * gauss()) / Math.sqrt(cols));
+  return { u, gauss, out, add, lin };
+}
 
 export interface RandomRwkv4Shape {
   nLayer: number;
@@ -17,24 +33,7 @@ export interface RandomRwkv4Shape {
 export function randomRwkv4(shape: RandomRwkv4Shape): NamedTensor[] {
   const { nLayer, nEmbd: d, nVocab: V, seed = 1 } = shape;
   const f = shape.nFfn ?? 4 * d;
-  const u = rng(seed);
-  // Gaussian by Box–Muller.
-  const gauss = () => Math.sqrt(-2 * Math.log(u() + 1e-12)) * Math.cos(2 * Math.PI * u());
-  const fill = (n: number, g: (i: number) => number) =>
-    Float32Array.from({ length: n }, (_, i) => g(i));
-  const out: NamedTensor[] = [];
-  const add = (name: string, s: number[], g: (i: number) => number) =>
-    out.push({
-      name,
-      shape: s,
-      data: fill(
-        s.reduce((a, b) => a * b, 1),
-        g,
-      ),
-    });
-  // A linear layer [rows, cols] with std `gain/√cols` keeps unit-scale inputs unit-scale.
-  const lin = (name: string, rows: number, cols: number, gain = 1) =>
-    add(name, [rows, cols], () => (gain * gauss()) / Math.sqrt(cols));
+  const { u, gauss, out, add, lin } = filler(seed);
 
   add('emb.weight', [V, d], () => 0.1 * gauss());
   for (let b = 0; b < nLayer; b++) {
@@ -65,4 +64,60 @@ export function randomRwkv4(shape: RandomRwkv4Shape): NamedTensor[] {
   add('ln_out.bias', [d], () => 0.1 * gauss());
   lin('head.weight', V, d);
   return out;
+}
+
+export interface RandomOptShape {
+  nLayer: number;
+  nEmbd: number;
+  nVocab: number;
+  nHead?: number;
+  nFfn?: number;
+  nPositions?: number;
+  seed?: number;
+}
+
+/** Random pre-LN OPT weights (Hugging Face names) and the config.json that goes with them. */
+export function randomOpt(shape: RandomOptShape): {
+  tensors: NamedTensor[];
+  config: Record<string, unknown>;
+} {
+  const { nLayer, nEmbd: d, nVocab: V, seed = 1 } = shape;
+  const f = shape.nFfn ?? 4 * d;
+  const P = shape.nPositions ?? 2048;
+  const nHead = shape.nHead ?? Math.max(1, Math.round(d / 64));
+  const { gauss, add, lin, out } = filler(seed);
+  const p = 'model.decoder.';
+  add(`${p}embed_tokens.weight`, [V, d], () => 0.1 * gauss());
+  add(`${p}embed_positions.weight`, [P + 2, d], () => 0.02 * gauss());
+  const norm = (n: string) => {
+    add(`${n}.weight`, [d], () => 1 + 0.1 * gauss());
+    add(`${n}.bias`, [d], () => 0.1 * gauss());
+  };
+  for (let b = 0; b < nLayer; b++) {
+    const l = `${p}layers.${b}`;
+    norm(`${l}.self_attn_layer_norm`);
+    for (const c of ['q', 'k', 'v', 'out']) {
+      lin(`${l}.self_attn.${c}_proj.weight`, d, d, c === 'out' ? 0.5 : 1);
+      add(`${l}.self_attn.${c}_proj.bias`, [d], () => 0.02 * gauss());
+    }
+    norm(`${l}.final_layer_norm`);
+    lin(`${l}.fc1.weight`, f, d);
+    add(`${l}.fc1.bias`, [f], () => 0.02 * gauss());
+    lin(`${l}.fc2.weight`, d, f, 0.5);
+    add(`${l}.fc2.bias`, [d], () => 0.02 * gauss());
+  }
+  norm(`${p}final_layer_norm`);
+  const config = {
+    model_type: 'opt',
+    vocab_size: V,
+    hidden_size: d,
+    num_hidden_layers: nLayer,
+    num_attention_heads: nHead,
+    ffn_dim: f,
+    max_position_embeddings: P,
+    word_embed_proj_dim: d,
+    do_layer_norm_before: true,
+    activation_function: 'relu',
+  };
+  return { tensors: out, config };
 }

@@ -85,3 +85,9 @@ export function shapeOf(ckpt: Checkpoint, name: string, what: string): readonly 
   if (!e) throw new FormatError(ckpt.path, `tensor "${name}" is missing (needed for ${what})`);
   return e.shape;
 }
+
+/** The stored precision of a weight, for backends that keep f16/bf16 weights as stored. */
+export function storedDType(ckpt: Checkpoint, name: string): 'f32' | 'f16' | 'bf16' {
+  const t = ckpt.tensors.get(name)?.dtype;
+  return t === 'f16' || t === 'bf16' ? t : 'f32';
+}

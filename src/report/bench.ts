@@ -5,11 +5,15 @@
  */
 import { cpus } from 'node:os';
 import type { Checkpoint } from '../io/checkpoint.ts';
-import { memoryCheckpoint } from '../io/memory.ts';
-import { loadModel } from '../models/load.ts';
-import type { LanguageModel } from '../models/model.ts';
-import { randomRwkv4 } from '../models/random.ts';
-import { perTokenQuantileThresholds } from '../sparsity/quantile.ts';
+import {
+  forward,
+  type LanguageModel,
+  makeBatch,
+  type SiteHook,
+  sequenceLogits,
+  step,
+} from '../models/model.ts';
+import { architecture, loadModel } from '../models/registry.ts';
 import type { Backend } from '../tensor/backend.ts';
 import * as native from '../tensor/native/index.ts';
 import { rng } from '../util/random.ts';
@@ -28,7 +32,15 @@ export interface BenchResult {
   bandwidth: { threads: number; gbps: Stat }[];
   gemm: { backend: string; threads: number; shape: string; gflops: Stat }[];
   gemv: { backend: string; threads: number; shape: string; gbps: Stat }[];
-  sparse: { backend: string; threads: number; zeros: number; speedup: Stat; ideal: number }[];
+  sparse: {
+    backend: string;
+    threads: number;
+    zeros: number;
+    speedup: Stat;
+    ideal: number;
+    /** What the speedup is measured against (the fastest dense path). */
+    baseline?: string;
+  }[];
   model?: ModelBench;
 }
 
@@ -61,9 +73,11 @@ export interface BenchOptions {
   backends: Backend[];
   /** Repeats per measurement (the median is reported). */
   repeats: number;
-  /** A checkpoint to time, or a random RWKV-4 of `shape` when absent. */
+  /** A checkpoint to time, or random weights of `shape` when absent. */
   checkpoint?: Checkpoint;
   shape?: { nLayer: number; nEmbd: number; nVocab: number };
+  /** The architecture of the random model (default rwkv4). */
+  arch?: string;
   /** Fraction of zeros to aim for at every block site for the sparse decode figure. */
   sparsity: number;
   sequenceT: number;
@@ -80,13 +94,17 @@ export interface BenchOptions {
  * Median, min and max of `repeats` timings of `fn` in milliseconds (after one warm-up).
  * `before` runs untimed ahead of each run (e.g. to evict the caches).
  */
-export function timeMs(fn: () => void, repeats: number, before?: () => void): Stat {
-  fn();
+export async function timeMs(
+  fn: () => unknown,
+  repeats: number,
+  before?: () => void,
+): Promise<Stat> {
+  await fn();
   const t: number[] = [];
   for (let i = 0; i < repeats; i++) {
     before?.();
     const t0 = performance.now();
-    fn();
+    await fn();
     t.push(performance.now() - t0);
   }
   return stat(t);
@@ -128,18 +146,18 @@ function threadCounts(b: Backend): number[] {
   return b.name === 'native' ? [1, 2] : [1];
 }
 
-function withThreads<T>(b: Backend, n: number, fn: () => T): T {
+async function withThreads<T>(b: Backend, n: number, fn: () => Promise<T>): Promise<T> {
   if (b.name !== 'native') return fn();
   const before = native.info().threads;
   native.setThreads(n);
   try {
-    return fn();
+    return await fn();
   } finally {
     native.setThreads(before);
   }
 }
 
-export function runBench(o: BenchOptions): BenchResult {
+export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const log = o.log ?? (() => {});
   const result: BenchResult = {
     formatVersion: 1,
@@ -156,7 +174,7 @@ export function runBench(o: BenchOptions): BenchResult {
   };
   const nativeB = o.backends.find((b) => b.name === 'native');
   if (o.modelOnly) {
-    result.model = benchModel(o, o.backends[0], null, log);
+    result.model = await benchModel(o, o.backends[0], null, log);
     return result;
   }
   if (nativeB) {
@@ -172,25 +190,37 @@ export function runBench(o: BenchOptions): BenchResult {
 
   // GEMM: 128 tokens × 1024 inputs → 4096 outputs, the shape of a calibration product.
   const [gT, gK, gN] = o.quick ? [32, 256, 512] : [128, 1024, 4096];
-  const gx = randomArray(gT * gK, 1);
-  const gy = new Float32Array(gT * gN);
   // GEMV out of cache: 4096 × 4096 fp32 = 64 MiB, twice the L3.
   const [vR, vC] = o.quick ? [512, 512] : [4096, 4096];
-  const vx = randomArray(vC, 2);
-  const vy = new Float32Array(vR);
   for (const b of o.backends) {
+    const gx = b.upload(randomArray(gT * gK, 1));
+    const gy = b.alloc(gT * gN);
+    const vx = randomArray(vC, 2);
+    const vxb = b.upload(vx.slice());
+    const vy = b.alloc(vR);
     const gw = b.prepare(randomArray(gN * gK, 3), gN, gK);
     const vw = b.prepare(randomArray(vR * vC, 4), vR, vC, { sparse: true });
+    const done = () => b.read(vy, 0, 1);
     for (const threads of threadCounts(b)) {
-      withThreads(b, threads, () => {
+      await withThreads(b, threads, async () => {
         // js is ~50× slower: fewer repeats keep the run short without changing the median much.
         const reps = b.name === 'js' ? Math.min(3, o.repeats) : o.repeats;
         const g = rate(
-          timeMs(() => b.gemm(gy, gw, gx, gT), reps),
+          await timeMs(() => {
+            b.matmul(gy, gw, gx, gT);
+            return b.read(gy, 0, 1);
+          }, reps),
           (2 * gT * gK * gN) / 1e6,
         );
         result.gemm.push({ backend: b.name, threads, shape: `${gT}x${gK}->${gN}`, gflops: g });
-        const dense = timeMs(() => b.gemv(vy, vw, vx), o.repeats, evictCaches);
+        const dense = await timeMs(
+          () => {
+            b.matmul(vy, vw, vxb, 1);
+            return done();
+          },
+          o.repeats,
+          evictCaches,
+        );
         result.gemv.push({
           backend: b.name,
           threads,
@@ -200,43 +230,68 @@ export function runBench(o: BenchOptions): BenchResult {
         log(
           `${b.name} ${threads}t: gemm ${g.median.toFixed(1)} GFLOPS, gemv ${((4 * vR * vC) / 1e6 / dense.median).toFixed(1)} GB/s`,
         );
-        // Sparse GEMV against the same kernel's dense time: the ideal is 1/(1 − s).
+        // The zero-skipping kernel at each share of zeros, against the fastest dense path:
+        // the dense GEMV or the same kernel on dense input, whichever is faster. Ideal 1/(1 − s).
+        const times: { zeros: number; t: Stat }[] = [];
         for (const zeros of [0, 0.5, 0.7, 0.9]) {
           const xs = vx.slice();
           const r = rng(5);
           for (let i = 0; i < xs.length; i++) if (r() < zeros) xs[i] = 0;
-          const t = timeMs(() => b.sparseGemv(vy, vw, xs), o.repeats, evictCaches);
+          const xb = b.upload(xs);
+          const t = await timeMs(
+            () => {
+              b.matmul(vy, vw, xb, 1, { skipZeros: true });
+              return done();
+            },
+            o.repeats,
+            evictCaches,
+          );
+          b.free(xb);
+          times.push({ zeros, t });
+        }
+        const base = times[0].t.median < dense.median ? times[0].t : dense;
+        const baseline = base === dense ? 'dense GEMV' : 'zero-skipping kernel on dense input';
+        for (const { zeros, t } of times) {
           const speedup = {
-            median: dense.median / t.median,
-            min: dense.min / t.max,
-            max: dense.max / t.min,
+            median: base.median / t.median,
+            min: base.min / t.max,
+            max: base.max / t.min,
           };
-          result.sparse.push({ backend: b.name, threads, zeros, speedup, ideal: 1 / (1 - zeros) });
+          result.sparse.push({
+            backend: b.name,
+            threads,
+            zeros,
+            speedup,
+            ideal: 1 / (1 - zeros),
+            baseline,
+          });
         }
       });
     }
     b.release(gw);
     b.release(vw);
+    for (const x of [gx, gy, vxb, vy]) b.free(x);
   }
 
   const fastest = o.backends[0];
-  result.model = benchModel(o, fastest, result.bandwidth.at(-1)?.gbps.median ?? null, log);
+  result.model = await benchModel(o, fastest, result.bandwidth.at(-1)?.gbps.median ?? null, log);
   return result;
 }
 
 /** Decode (step mode) tokens/s, dense and with thresholds, and sequence-mode tokens/s. */
-function benchModel(
+async function benchModel(
   o: BenchOptions,
   backend: Backend,
   bandwidth: number | null,
   log: (s: string) => void,
-): ModelBench {
+): Promise<ModelBench> {
   const shape = o.shape ?? { nLayer: 2, nEmbd: 256, nVocab: 1000 };
+  const arch = architecture(o.arch ?? 'rwkv4');
   const source = o.checkpoint
     ? o.checkpoint.path
-    : `random RWKV-4 ${shape.nLayer}x${shape.nEmbd}, vocab ${shape.nVocab}`;
+    : `random ${arch.label} ${shape.nLayer}x${shape.nEmbd}, vocab ${shape.nVocab}`;
   log(`model: loading ${source}`);
-  const ckpt = o.checkpoint ?? memoryCheckpoint(randomRwkv4({ ...shape, seed: 1 }));
+  const ckpt = o.checkpoint ?? arch.random(shape, 1);
   const model = loadModel(ckpt, backend, { sparse: true });
   const { nLayer, nEmbd: d, nVocab: V } = model;
   const per = model.sites.perBlock;
@@ -244,55 +299,64 @@ function benchModel(
   const weightBytesPerToken = 4 * (nLayer * per.reduce((a, s) => a + s.rows * s.cols, 0) + V * d);
 
   // λ per site for the target sparsity, from the dense model's activations on a short text.
-  const probe = Array.from({ length: 64 }, (_, i) => (i * 7919 + 13) % V);
+  const probe = Array.from(
+    { length: Math.min(64, model.maxContext) },
+    (_, i) => (i * 7919 + 13) % V,
+  );
   let lambdas = new Float32Array(model.thresholds.length);
   if (o.thresholds) {
     o.thresholds(model);
     lambdas = Float32Array.from(model.thresholds);
     model.setThresholds(new Float32Array(lambdas.length));
   } else {
-    model.observer = (site, x, tokens) => {
-      const cols = per[site % per.length].cols;
-      lambdas[site] = perTokenQuantileThresholds(x, tokens, cols, [1 - o.sparsity])[0];
-    };
-    model.forward(probe, model.newState());
-    model.observer = null;
+    const t = backend.tally(model.thresholds.length);
+    const probeRows = probe.length;
+    const hook: SiteHook = (g, x, rows, cols) =>
+      backend.tallyQuantiles(t, g, x, rows, cols, [o.sparsity]);
+    const batch = makeBatch(model, [probe]);
+    const state = model.newState();
+    forward(model, batch, state, { hook, logits: 'none' });
+    state.free();
+    lambdas = Float32Array.from(await backend.readTally(t), (s) => s / probeRows);
   }
 
-  const decode = (n: number) => {
+  const decode = async (n: number) => {
     const s = model.newState();
     let tok = 1;
     for (let i = 0; i < n; i++) {
-      const logits = model.step(tok, s);
+      const logits = await step(model, tok, s);
       tok = (i * 31 + (logits[0] > 0 ? 1 : 0)) % V;
     }
+    s.free();
   };
   // Tokens per timed run: about 0.3 s of decoding (small models need many to be timed well).
-  const t16 = timeMs(() => decode(16), 1).median;
+  const t16 = (await timeMs(() => decode(16), 1)).median;
   const n = Math.min(
     model.maxContext,
     o.quick ? 4 : Math.min(4096, Math.max(16, Math.round((16 * 300) / Math.max(t16, 1e-3)))),
   );
   const reps = Math.max(3, Math.min(o.repeats, 7));
-  const dense = rate(
-    timeMs(() => decode(n), reps),
-    n * 1000,
-  );
+  const dense = rate(await timeMs(() => decode(n), reps), n * 1000);
   model.setThresholds(lambdas);
   // Measure the zeros the thresholds really give while decoding.
-  let zeros = 0;
+  const zt = backend.tally(1);
   let total = 0;
-  model.observer = (site, x, tokens) => {
-    const values = tokens * per[site % per.length].cols;
-    zeros += model.backend.ops.countZeros(x, values);
-    total += values;
+  const count: SiteHook = (_g, x, rows, cols) => {
+    backend.tallyZeros(zt, 0, x, rows * cols);
+    total += rows * cols;
   };
-  decode(n);
-  model.observer = null;
-  const sparse = rate(
-    timeMs(() => decode(n), reps),
-    n * 1000,
-  );
+  {
+    const s = model.newState();
+    const toks = Array.from({ length: n }, (_, i) => (i * 31 + 1) % V);
+    for (const tok of toks) {
+      const batch = makeBatch(model, [[tok]]);
+      forward(model, batch, s, { hook: count, logits: 'none' });
+      backend.free(batch.ids);
+    }
+    s.free();
+  }
+  const zeros = (await backend.readTally(zt))[0];
+  const sparse = rate(await timeMs(() => decode(n), reps), n * 1000);
   model.setThresholds(new Float32Array(lambdas.length));
   log(`decode dense ${dense.median.toFixed(1)} tok/s, sparse ${sparse.median.toFixed(1)} tok/s`);
 
@@ -301,8 +365,8 @@ function benchModel(
   if (T > 0) {
     const toks = Array.from({ length: T }, (_, i) => (i * 104729) % V);
     sequence = rate(
-      timeMs(
-        () => model.forward(toks, model.newState(), { logits: 'last' }),
+      await timeMs(
+        () => sequenceLogits(model, toks, model.newState(), 'last'),
         Math.min(3, o.repeats),
       ),
       T * 1000,
@@ -353,7 +417,11 @@ export function formatBench(r: BenchResult): string {
       `  ${g.backend.padEnd(16)}${String(g.threads).padEnd(9)}${f1(g.gflops).padEnd(22)}${f1(v.gbps).padEnd(21)}${pct}`,
     );
   }
-  lines.push('', 'sparse GEMV speedup over the same backend’s dense GEMV (ideal 1/(1−s))');
+  const base = r.sparse[0]?.baseline ?? 'dense GEMV';
+  lines.push(
+    '',
+    `zero-skipping GEMV speedup over the fastest dense path of the same backend (${base}); ideal 1/(1−s)`,
+  );
   lines.push('  kernel          threads  zeros  speedup            ideal   of ideal');
   for (const s of r.sparse) {
     lines.push(

@@ -20,8 +20,8 @@ import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { loadCorpus, splitDocuments, tokenizeDocuments, tokenWindows } from '../eval/documents.ts';
 import type { Tokenizer } from '../io/tokenizer.ts';
-import type { LanguageModel } from '../models/model.ts';
-import { ModelEvaluator } from './evaluator.ts';
+import { type LanguageModel, withThresholds } from '../models/model.ts';
+import { ModelEvaluator, textLoss } from './evaluator.ts';
 import {
   headMacShare,
   macWeighted,
@@ -115,14 +115,14 @@ export interface CalibrationResult {
 
 const stable = (x: unknown) => JSON.stringify(x);
 
-export function calibrate(
+export async function calibrate(
   model: LanguageModel,
   tokenizer: Tokenizer,
   source: ModelSource,
   cfg: CalibrationConfig,
   outDir: string,
   opts: CalibrateOptions,
-): CalibrationResult {
+): Promise<CalibrationResult> {
   const data = calibrationWindows(cfg, tokenizer);
   const header = { config: cfg, model: model.fingerprint, data: data.sha256 };
   const journalPath = join(outDir, 'journal.jsonl');
@@ -164,9 +164,9 @@ export function calibrate(
     done = [];
   }
 
-  const natural = measureSparsity(model, data.windows);
+  const natural = await measureSparsity(model, data.windows);
   const ev = new ModelEvaluator(model, data.windows, cfg.statistic);
-  const denseLoss = ev.loss();
+  const denseLoss = await ev.loss();
   const total = model.thresholds.length;
   let decidedNow = 0;
   const hooks = {
@@ -180,28 +180,28 @@ export function calibrate(
   let decisions: SiteDecision[];
   switch (cfg.method) {
     case 'paper':
-      decisions = paperSearch(ev, cfg, hooks);
+      decisions = await paperSearch(ev, cfg, hooks);
       break;
     case 'uniform':
-      decisions = uniformSearch(ev, cfg.keep, hooks);
+      decisions = await uniformSearch(ev, cfg.keep, hooks);
       break;
     case 'teal':
-      decisions = tealSearch(ev, model, cfg.targetSparsity, hooks);
+      decisions = await tealSearch(ev, model, cfg.targetSparsity, hooks);
       break;
     case 'none':
       decisions = denseDecisions(ev, hooks);
       break;
   }
-  const finalLoss = ev.loss();
-  const measured = measureSparsity(model, data.windows);
+  const finalLoss = await ev.loss();
+  ev.free();
+  const measured = await measureSparsity(model, data.windows);
   // Held-out loss, dense and with the thresholds, on documents calibration never saw.
   const heldOut = { windows: data.heldOut.length, denseLoss: Number.NaN, sparseLoss: Number.NaN };
   if (data.heldOut.length) {
-    const chosen = Float32Array.from(model.thresholds);
-    heldOut.sparseLoss = new ModelEvaluator(model, data.heldOut).loss();
-    model.setThresholds(new Float32Array(chosen.length));
-    heldOut.denseLoss = new ModelEvaluator(model, data.heldOut).loss();
-    model.setThresholds(chosen);
+    heldOut.sparseLoss = await textLoss(model, data.heldOut);
+    heldOut.denseLoss = await withThresholds(model, new Float32Array(model.thresholds.length), () =>
+      textLoss(model, data.heldOut),
+    );
   }
 
   const plan: ThresholdsFile = {

@@ -3,77 +3,176 @@
  * changes blocks b … N−1, so the input of block b is computed once and reused for every
  * candidate of every site in that block (the authors' code re-runs the whole model per
  * candidate); calibrate.ts counts the work in block-token forwards.
+ *
+ * Windows run in batches (many windows per matrix product), and everything stays on the
+ * backend: the loss is the fused log-softmax + NLL op summed into a tally, the
+ * statistics are quantile sums in a tally; each evaluation reads back a few numbers.
  */
-import type { LanguageModel, ModelState } from '../models/model.ts';
-import { nll } from '../tensor/reference.ts';
-import { perTokenQuantileThresholds, pooledQuantileThresholds } from './quantile.ts';
+import { type Batch, type LanguageModel, makeBatch, type SiteHook } from '../models/model.ts';
+import type { Buf, Tally } from '../tensor/backend.ts';
+import { quantileSorted } from '../tensor/reference.ts';
 import type { SearchEvaluator } from './search.ts';
+
+/** Rows (tokens) per batch: large enough for efficient products, small enough for memory. */
+export const BATCH_ROWS = 16384;
+/** Logit values computed at once by the head (the rest of the rows wait their turn). */
+const HEAD_VALUES = 1 << 24;
+
+/** Windows of ctx + 1 tokens cut into batches: inputs (the first ctx) and targets. */
+export interface WindowBatch {
+  batch: Batch;
+  /** The next token of every input row, packed like the batch. */
+  targets: Int32Array;
+}
+
+export function windowBatches(
+  model: LanguageModel,
+  windows: readonly (readonly number[])[],
+  maxRows = BATCH_ROWS,
+): WindowBatch[] {
+  const out: WindowBatch[] = [];
+  let group: (readonly number[])[] = [];
+  let rows = 0;
+  const flush = () => {
+    if (!group.length) return;
+    const batch = makeBatch(
+      model,
+      group.map((w) => w.slice(0, -1)),
+    );
+    const targets = new Int32Array(batch.seqs.rows);
+    let o = 0;
+    for (const w of group) {
+      for (let t = 1; t < w.length; t++) targets[o++] = w[t];
+    }
+    out.push({ batch, targets });
+    group = [];
+    rows = 0;
+  };
+  for (const w of windows) {
+    if (w.length < 2) continue;
+    if (rows + w.length - 1 > maxRows) flush();
+    group.push(w);
+    rows += w.length - 1;
+  }
+  flush();
+  return out;
+}
+
+/**
+ * t[slot] += Σ −log p(target) over the rows of x [rows, d] (the last block's output),
+ * the head run on at most HEAD_VALUES logits at a time. Logits are never read back.
+ */
+export function tallyHeadNll(
+  model: LanguageModel,
+  t: Tally,
+  slot: number,
+  x: Buf,
+  targets: Int32Array,
+): void {
+  const be = model.backend;
+  const { nEmbd: d, nVocab: V } = model;
+  const rows = targets.length;
+  const chunk = Math.max(1, Math.floor(HEAD_VALUES / V));
+  for (let r0 = 0; r0 < rows; r0 += chunk) {
+    const n = Math.min(chunk, rows - r0);
+    const logits = model.head(be.view(x, r0 * d, n * d), n);
+    const ids = be.uploadIds(targets.subarray(r0, r0 + n));
+    be.tallyNll(t, logits, ids, slot, n, V);
+    be.free(ids);
+    be.free(logits);
+  }
+}
 
 export class ModelEvaluator implements SearchEvaluator {
   readonly nBlocks: number;
   readonly siteIds: readonly string[];
   private readonly tokensPerPass: number;
-  /** Block whose input `cache` holds, and that input per window ([ctx, d] each). */
+  private readonly batches: WindowBatch[];
+  /** Block whose input `cache` holds, and that input per batch ([rows, d] each). */
   private cachedBlock = -1;
-  private cache: Float32Array[] = [];
+  private cache: Buf[] = [];
 
   constructor(
     private readonly model: LanguageModel,
     /** Windows of ctx + 1 tokens: the first ctx are input, the last ctx targets. */
-    private readonly windows: readonly (readonly number[])[],
+    windows: readonly (readonly number[])[],
     private readonly statistic: 'per-token' | 'pooled' = 'per-token',
+    maxRows = BATCH_ROWS,
+    /** Sees every site's input during loss passes (zero counts in `eval`). */
+    private readonly hook?: SiteHook,
   ) {
     this.nBlocks = model.sites.nBlocks;
     this.siteIds = model.sites.perBlock.map((s) => s.id);
-    this.tokensPerPass = windows.reduce((a, w) => a + w.length - 1, 0);
+    this.batches = windowBatches(model, windows, maxRows);
+    this.tokensPerPass = this.batches.reduce((a, w) => a + w.targets.length, 0);
+  }
+
+  /** Gives the cached activations and batches back to the backend. */
+  free(): void {
+    const be = this.model.backend;
+    for (const x of this.cache) be.free(x);
+    this.cache = [];
+    this.cachedBlock = -1;
+    for (const w of this.batches) be.free(w.batch.ids);
   }
 
   private blockOf(g: number): number {
     return Math.floor(g / this.siteIds.length);
   }
 
+  /** Runs blocks from … to−1 on x in place, from a fresh state per window. */
+  private runBlocks(from: number, to: number, x: Buf, w: WindowBatch, hook?: SiteHook): void {
+    const state = this.model.newState(w.batch.seqs.count);
+    for (let k = from; k < to; k++) this.model.block(k, x, w.batch, state, hook);
+    state.free();
+  }
+
   /** Makes `cache` hold the input of block b under the committed thresholds. */
-  private inputOf(b: number): Float32Array[] {
+  private inputOf(b: number): Buf[] {
+    const be = this.model.backend;
     if (this.cachedBlock > b || this.cachedBlock < 0) {
-      this.cache = this.windows.map((w) => this.model.embed(w.slice(0, -1)));
+      for (const x of this.cache) be.free(x);
+      // Every window starts anew: a fresh state for each.
+      this.cache = this.batches.map((w) => {
+        const state = this.model.newState(w.batch.seqs.count);
+        const x = this.model.embed(w.batch, state);
+        state.free();
+        return x;
+      });
       this.cachedBlock = 0;
     }
-    // Advance block by block; a fresh zero state per window, as every window starts anew.
     for (; this.cachedBlock < b; this.cachedBlock++) {
-      for (const x of this.cache) {
-        this.model.block(this.cachedBlock, x, x.length / this.model.nEmbd, this.model.newState());
-      }
+      for (let i = 0; i < this.batches.length; i++)
+        this.runBlocks(this.cachedBlock, this.cachedBlock + 1, this.cache[i], this.batches[i]);
     }
     return this.cache;
   }
 
   /** Mean next-token NLL running blocks b … N−1 from the cached input of block b. */
-  private lossFrom(b: number): number {
+  private async lossFrom(b: number): Promise<number> {
     const inputs = this.inputOf(b);
-    const { nEmbd: d, nVocab: V } = this.model;
-    let sum = 0;
-    for (let w = 0; w < inputs.length; w++) {
-      const x = inputs[w].slice();
-      const T = x.length / d;
-      const state: ModelState = this.model.newState();
-      for (let k = b; k < this.nBlocks; k++) this.model.block(k, x, T, state);
-      const logits = this.model.logits(x, T);
-      const targets = this.windows[w];
-      for (let t = 0; t < T; t++) sum += nll(logits, t * V, V, targets[t + 1]);
-    }
-
+    const be = this.model.backend;
+    const t = be.tally(1);
+    this.batches.forEach((w, i) => {
+      const x = be.alloc(inputs[i].length);
+      be.copy(x, inputs[i]);
+      this.runBlocks(b, this.nBlocks, x, w, b === 0 ? this.hook : undefined);
+      tallyHeadNll(this.model, t, 0, x, w.targets);
+      be.free(x);
+    });
+    const [sum] = await be.readTally(t);
     return sum / this.tokensPerPass;
   }
 
-  loss(): number {
+  loss(): Promise<number> {
     return this.lossFrom(0);
   }
 
-  lossWith(g: number, lambda: number): number {
+  async lossWith(g: number, lambda: number): Promise<number> {
     const saved = this.model.thresholds[g];
     this.setOne(g, lambda);
     try {
-      return this.lossFrom(this.blockOf(g));
+      return await this.lossFrom(this.blockOf(g));
     } finally {
       this.setOne(g, saved);
     }
@@ -91,70 +190,116 @@ export class ModelEvaluator implements SearchEvaluator {
     this.model.setThresholds(t);
   }
 
-  private denseOut: { block: number; out: Float32Array[] } | null = null;
-
-  blockError(b: number, lambdas: readonly number[]): number {
+  /** Block b's output per batch with its sites at `lambdas` (the rest as committed). */
+  private blockOutputs(b: number, lambdas: readonly number[]): Buf[] {
+    const be = this.model.backend;
     const inputs = this.inputOf(b);
     const S = this.siteIds.length;
     const saved = Float32Array.from(this.model.thresholds);
-    const run = (lam: readonly number[]) => {
-      const t = Float32Array.from(saved);
-      for (let s = 0; s < S; s++) t[b * S + s] = lam[s];
-      this.model.setThresholds(t);
-      return inputs.map((x) => {
-        const y = x.slice();
-        this.model.block(b, y, y.length / this.model.nEmbd, this.model.newState());
+    const t = Float32Array.from(saved);
+    for (let s = 0; s < S; s++) t[b * S + s] = lambdas[s];
+    this.model.setThresholds(t);
+    try {
+      return this.batches.map((w, i) => {
+        const y = be.alloc(inputs[i].length);
+        be.copy(y, inputs[i]);
+        this.runBlocks(b, b + 1, y, w);
         return y;
       });
-    };
-    try {
-      if (this.denseOut?.block !== b) this.denseOut = { block: b, out: run(new Array(S).fill(0)) };
-      const ref = this.denseOut.out;
-      const got = run(lambdas);
-      let num = 0;
-      let den = 0;
-      for (let w = 0; w < ref.length; w++) {
-        for (let i = 0; i < ref[w].length; i++) {
-          const e = got[w][i] - ref[w][i];
-          num += e * e;
-          den += ref[w][i] * ref[w][i];
-        }
-      }
-      return den ? num / den : 0;
     } finally {
       this.model.setThresholds(saved);
     }
   }
 
-  thresholdsFor(g: number, keep: readonly number[]): number[] {
+  private denseOut: { block: number; out: Buf[] } | null = null;
+
+  async blockError(b: number, lambdas: readonly number[]): Promise<number> {
+    const be = this.model.backend;
+    if (this.denseOut?.block !== b) {
+      for (const y of this.denseOut?.out ?? []) be.free(y);
+      this.denseOut = {
+        block: b,
+        out: this.blockOutputs(b, new Array(this.siteIds.length).fill(0)),
+      };
+    }
+    const ref = this.denseOut.out;
+    const got = this.blockOutputs(b, lambdas);
+    // Σ(y − y₀)² and Σ y₀², on the backend.
+    const t = be.tally(2);
+    got.forEach((y, i) => {
+      be.binary('sub', y, y, ref[i]);
+      be.binary('mul', y, y, y);
+      be.tallySum(t, 0, y);
+      const r2 = be.alloc(ref[i].length);
+      be.binary('mul', r2, ref[i], ref[i]);
+      be.tallySum(t, 1, r2);
+      be.free(r2);
+      be.free(y);
+    });
+    const [num, den] = await be.readTally(t);
+    return den ? num / den : 0;
+  }
+
+  async thresholdsFor(g: number, keep: readonly number[]): Promise<number[]> {
     const b = this.blockOf(g);
+    const be = this.model.backend;
     const inputs = this.inputOf(b);
     const saved = this.model.thresholds[g];
-    const cols = this.model.sites.perBlock[g % this.siteIds.length].cols;
     this.setOne(g, 0);
-    // Streamed per window: per-token quantiles are summed, never stored ([ctx, cols] at a time).
-    const sums = new Float64Array(keep.length);
-    const pooled: Float32Array[] = [];
+    // Per-token quantiles are summed on the backend, never stored; the pooled statistic
+    // keeps |x| of every token (as the authors' alternative needs).
+    const qs = keep.map((k) => 1 - k);
+    const t = be.tally(qs.length);
+    const pooled: Buf[] = [];
     let tokens = 0;
-    const prev = this.model.observer;
-    this.model.observer = (site, x, T) => {
+    const hook = (site: number, x: Buf, rows: number, cols: number) => {
       if (site !== g) return;
-      if (this.statistic === 'pooled') pooled.push(x.slice(0, T * cols));
-      else {
-        const l = perTokenQuantileThresholds(x, T, cols, keep);
-        for (let i = 0; i < l.length; i++) sums[i] += l[i] * T;
-      }
-      tokens += T;
+      if (this.statistic === 'pooled') {
+        const c = be.alloc(rows * cols);
+        be.unary('abs', c, x, rows * cols);
+        pooled.push(c);
+      } else be.tallyQuantiles(t, 0, x, rows, cols, qs);
+      tokens += rows;
     };
     try {
-      for (const x of inputs)
-        this.model.block(b, x.slice(), x.length / this.model.nEmbd, this.model.newState());
+      this.batches.forEach((w, i) => {
+        const x = be.alloc(inputs[i].length);
+        be.copy(x, inputs[i]);
+        const state = this.model.newState(w.batch.seqs.count);
+        this.model.block(b, x, w.batch, state, hook);
+        state.free();
+        be.free(x);
+      });
     } finally {
-      this.model.observer = prev;
       this.setOne(g, saved);
     }
-
-    if (this.statistic === 'pooled') return pooledQuantileThresholds(pooled, keep);
+    if (this.statistic === 'pooled') {
+      const parts = await Promise.all(pooled.map((p) => be.read(p)));
+      for (const p of pooled) be.free(p);
+      const all = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+      let o = 0;
+      for (const p of parts) {
+        all.set(p, o);
+        o += p.length;
+      }
+      all.sort();
+      return qs.map((q) => quantileSorted(all, q));
+    }
+    const sums = await be.readTally(t);
     return Array.from(sums, (s) => s / tokens);
+  }
+}
+
+/** Mean next-token NLL over windows of ctx + 1 tokens, every window from a fresh state. */
+export async function textLoss(
+  model: LanguageModel,
+  windows: readonly (readonly number[])[],
+  hook?: SiteHook,
+): Promise<number> {
+  const ev = new ModelEvaluator(model, windows, 'per-token', BATCH_ROWS, hook);
+  try {
+    return await ev.loss();
+  } finally {
+    ev.free();
   }
 }

@@ -6,7 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { UserError } from '../errors.ts';
-import type { LanguageModel } from '../models/model.ts';
+import { forward, type LanguageModel, type SiteHook } from '../models/model.ts';
+import { windowBatches } from './evaluator.ts';
 
 const Site = z.object({
   block: z.number().int().min(0),
@@ -166,23 +167,28 @@ export function headMacShare(model: LanguageModel): number {
   return head / (head + block);
 }
 
-/** Fraction of zeros in every site's input over the windows, with the model's current λ. */
-export function measureSparsity(
+/**
+ * Fraction of zeros in every site's input over the windows (their first ctx tokens), with
+ * the model's current λ: one zero count per site on the backend, read back once.
+ */
+export async function measureSparsity(
   model: LanguageModel,
   windows: readonly (readonly number[])[],
-): Float64Array {
-  const zeros = new Float64Array(model.thresholds.length);
-  const total = new Float64Array(model.thresholds.length);
-  const prev = model.observer;
-  model.observer = (g, x, T) => {
-    const n = T * model.sites.perBlock[g % model.sites.perBlock.length].cols;
-    zeros[g] += model.backend.ops.countZeros(x, n);
-    total[g] += n;
+): Promise<Float64Array> {
+  const be = model.backend;
+  const nSites = model.thresholds.length;
+  const t = be.tally(nSites);
+  const total = new Float64Array(nSites);
+  const hook: SiteHook = (g, x, rows, cols) => {
+    be.tallyZeros(t, g, x, rows * cols);
+    total[g] += rows * cols;
   };
-  try {
-    for (const w of windows) model.forward(w.slice(0, -1), model.newState(), { logits: 'last' });
-  } finally {
-    model.observer = prev;
+  for (const w of windowBatches(model, windows)) {
+    const state = model.newState(w.batch.seqs.count);
+    forward(model, w.batch, state, { hook, logits: 'none' });
+    state.free();
+    be.free(w.batch.ids);
   }
+  const zeros = await be.readTally(t);
   return zeros.map((z, g) => (total[g] ? z / total[g] : 0));
 }

@@ -3,15 +3,9 @@
  * |x| across channels, averaged over tokens; or, as an option, the pooled quantile.
  */
 
-/** numpy/torch `quantile` with linear interpolation, of an ascending-sorted array. */
-export function quantileSorted(sorted: ArrayLike<number>, q: number): number {
-  const n = sorted.length;
-  if (n === 0) return Number.NaN;
-  const h = (n - 1) * q;
-  const lo = Math.floor(h);
-  const hi = Math.min(lo + 1, n - 1);
-  return sorted[lo] + (h - lo) * (sorted[hi] - sorted[lo]);
-}
+import { quantileSorted, rowQuantileSums } from '../tensor/reference.ts';
+
+export { quantileSorted };
 
 /**
  * λ for each keep-fraction K: mean over tokens t of Quantile_{1−K}(|x[t, :]|), for x of
@@ -24,14 +18,13 @@ export function perTokenQuantileThresholds(
   keep: readonly number[],
 ): number[] {
   const sums = new Float64Array(keep.length);
-  const row = new Float32Array(cols);
-  for (let t = 0; t < tokens; t++) {
-    for (let c = 0; c < cols; c++) row[c] = Math.abs(x[t * cols + c]);
-    row.sort();
-    keep.forEach((k, i) => {
-      sums[i] += quantileSorted(row, 1 - k);
-    });
-  }
+  rowQuantileSums(
+    sums,
+    x,
+    tokens,
+    cols,
+    keep.map((k) => 1 - k),
+  );
   return Array.from(sums, (s) => s / tokens);
 }
 

@@ -10,24 +10,27 @@
  * (`teal` lives in teal.ts.)
  */
 
+/** A value now, or once a backend has read it back. */
+export type Awaitable<T> = T | Promise<T>;
+
 /** What a search needs from a model and its calibration data. */
 export interface SearchEvaluator {
   readonly nBlocks: number;
   /** Site ids of one block, in search order. */
   readonly siteIds: readonly string[];
   /** Loss with the thresholds committed so far (the dense loss at the start). */
-  loss(): number;
+  loss(): Awaitable<number>;
   /** λ for each keep-fraction K at global site `g`: earlier sites thresholded, `g` at 0. */
-  thresholdsFor(g: number, keep: readonly number[]): number[];
+  thresholdsFor(g: number, keep: readonly number[]): Awaitable<number[]>;
   /** Loss with site `g` at λ and every other site as committed. */
-  lossWith(g: number, lambda: number): number;
+  lossWith(g: number, lambda: number): Awaitable<number>;
   /** Fixes site `g` at λ. */
   commit(g: number, lambda: number): void;
   /**
    * Relative error ‖y − y₀‖² / ‖y₀‖² of block b's output with its sites at `lambdas`
    * (one per site of the block), against the block with no thresholds, on the same input.
    */
-  blockError(b: number, lambdas: readonly number[]): number;
+  blockError(b: number, lambdas: readonly number[]): Awaitable<number>;
 }
 
 export interface PaperOptions {
@@ -108,11 +111,11 @@ export interface SearchHooks {
 }
 
 /** METHOD.md §3. Returns one decision per site, in search order. */
-export function paperSearch(
+export async function paperSearch(
   ev: SearchEvaluator,
   o: PaperOptions,
   hooks: SearchHooks = {},
-): SiteDecision[] {
+): Promise<SiteDecision[]> {
   const grid = keepGrid(o.grid, o.startK, o.kNum);
   const S = ev.siteIds.length;
   const history = new Map<string, number[]>();
@@ -136,12 +139,12 @@ export function paperSearch(
         decisions.push(replay);
         continue;
       }
-      if (Number.isNaN(base)) base = ev.loss();
+      if (Number.isNaN(base)) base = await ev.loss();
 
-      const lambdas = ev.thresholdsFor(g, grid);
+      const lambdas = await ev.thresholdsFor(g, grid);
       const candidates: Candidate[] = [];
-      const tryK = (i: number): boolean => {
-        const loss = ev.lossWith(g, lambdas[i]);
+      const tryK = async (i: number): Promise<boolean> => {
+        const loss = await ev.lossWith(g, lambdas[i]);
         const ratio = loss / base;
         const accepted = ratio < o.lossInc;
         candidates.push({ block: b, site, k: grid[i], lambda: lambdas[i], loss, ratio, accepted });
@@ -154,18 +157,18 @@ export function paperSearch(
       const useWarm = wi > 0 && (o.grid === 'linear' || !o.faithful);
       if (!useWarm) {
         for (let i = 0; i < grid.length; i++) {
-          if (!tryK(i)) break;
+          if (!(await tryK(i))) break;
           res = { loss: candidates[candidates.length - 1].loss, i };
         }
-      } else if (tryK(wi)) {
+      } else if (await tryK(wi)) {
         res = { loss: candidates[candidates.length - 1].loss, i: wi };
         for (let i = wi + 1; i < grid.length; i++) {
-          if (!tryK(i)) break;
+          if (!(await tryK(i))) break;
           res = { loss: candidates[candidates.length - 1].loss, i };
         }
       } else {
         for (let i = wi - 1; i >= 0; i--) {
-          if (tryK(i)) {
+          if (await tryK(i)) {
             res = { loss: candidates[candidates.length - 1].loss, i };
             break;
           }
@@ -201,17 +204,17 @@ export function paperSearch(
 }
 
 /** The same K at every site, λ from each site's statistics in search order (no loss feedback). */
-export function uniformSearch(
+export async function uniformSearch(
   ev: SearchEvaluator,
   keep: number,
   hooks: SearchHooks = {},
-): SiteDecision[] {
+): Promise<SiteDecision[]> {
   const S = ev.siteIds.length;
   const decisions: SiteDecision[] = [];
   for (let g = 0; g < ev.nBlocks * S; g++) {
     const site = ev.siteIds[g % S];
     const replay = hooks.done?.[g];
-    const lambda = replay ? replay.lambda : ev.thresholdsFor(g, [keep])[0];
+    const lambda = replay ? replay.lambda : (await ev.thresholdsFor(g, [keep]))[0];
     ev.commit(g, lambda);
     const d = replay ?? {
       g,

@@ -12,12 +12,12 @@ import type { SearchEvaluator, SearchHooks, SiteDecision } from './search.ts';
 const STEP = 0.05;
 const LEVELS = Array.from({ length: 20 }, (_, i) => Math.round(i * STEP * 100) / 100);
 
-export function tealSearch(
+export async function tealSearch(
   ev: SearchEvaluator,
   model: LanguageModel,
   target: number,
   hooks: SearchHooks = {},
-): SiteDecision[] {
+): Promise<SiteDecision[]> {
   const S = ev.siteIds.length;
   const macs = model.sites.perBlock.map((s) => s.rows * s.cols);
   const totalMacs = macs.reduce((a, b) => a + b, 0);
@@ -32,12 +32,14 @@ export function tealSearch(
       continue;
     }
     // λ per level for every site, from the block's input with no threshold in the block.
-    const table = Array.from({ length: S }, (_, s) =>
-      ev.thresholdsFor(
-        b * S + s,
-        LEVELS.map((l) => 1 - l),
-      ),
-    );
+    const table: number[][] = [];
+    for (let s = 0; s < S; s++)
+      table.push(
+        await ev.thresholdsFor(
+          b * S + s,
+          LEVELS.map((l) => 1 - l),
+        ),
+      );
     // Level 0 is no threshold at all (the K = 1 quantile would still zero the smallest value).
     for (const t of table) t[0] = 0;
     const level = new Array<number>(S).fill(0);
@@ -52,7 +54,7 @@ export function tealSearch(
       for (let s = 0; s < S; s++) {
         if (level[s] + 1 >= LEVELS.length) continue;
         const lam = level.map((l, i) => table[i][i === s ? l + 1 : l]);
-        const e = ev.blockError(b, lam);
+        const e = await ev.blockError(b, lam);
         trials.push({ s, e });
         // Error added per MAC made skippable: the ffn sites (4× MACs) are not penalised for size.
         const score = (e - err) / macs[s];

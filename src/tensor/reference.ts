@@ -103,7 +103,11 @@ export function transpose(wt: Float32Array, w: Float32Array, rows: number, cols:
   }
 }
 
-/** out = (x − mean) / sqrt(var + eps) · weight + bias, over the last `n` values of each row. */
+/**
+ * Layer norm of each of `rowsCount` groups of `n` values: (x − mean)/√(var + eps)·w + b.
+ * Element i of group r uses weight[(r·n + i) mod weight.length]: a weight of n values is
+ * the same for every group; one of H·n values over groups of n is GroupNorm over H heads.
+ */
 export function layerNorm(
   out: Float32Array,
   x: Float32Array,
@@ -113,8 +117,10 @@ export function layerNorm(
   n: number,
   eps = 1e-5,
 ): void {
+  const wl = weight.length;
   for (let t = 0; t < rowsCount; t++) {
     const o = t * n;
+    const w0 = o % wl;
     let mean = 0;
     for (let i = 0; i < n; i++) mean += x[o + i];
     mean /= n;
@@ -124,18 +130,158 @@ export function layerNorm(
       v += d * d;
     }
     const inv = 1 / Math.sqrt(v / n + eps);
-    for (let i = 0; i < n; i++) out[o + i] = (x[o + i] - mean) * inv * weight[i] + bias[i];
+    for (let i = 0; i < n; i++)
+      out[o + i] = (x[o + i] - mean) * inv * weight[w0 + i] + bias[w0 + i];
   }
 }
 
-/** Elementwise: out = a + b. */
-export function add(out: Float32Array, a: Float32Array, b: Float32Array, n = out.length): void {
-  for (let i = 0; i < n; i++) out[i] = a[i] + b[i];
+/** RMS norm of each group of n values: x / √(mean(x²) + eps) · w (w indexed as in layerNorm). */
+export function rmsNorm(
+  out: Float32Array,
+  x: Float32Array,
+  weight: Float32Array,
+  rowsCount: number,
+  n: number,
+  eps: number,
+): void {
+  const wl = weight.length;
+  for (let t = 0; t < rowsCount; t++) {
+    const o = t * n;
+    const w0 = o % wl;
+    let ss = 0;
+    for (let i = 0; i < n; i++) ss += x[o + i] * x[o + i];
+    const inv = 1 / Math.sqrt(ss / n + eps);
+    for (let i = 0; i < n; i++) out[o + i] = x[o + i] * inv * weight[w0 + i];
+  }
 }
 
-/** Elementwise: out = a · b. */
-export function mul(out: Float32Array, a: Float32Array, b: Float32Array, n = out.length): void {
-  for (let i = 0; i < n; i++) out[i] = a[i] * b[i];
+/** Each group of n values divided by max(‖x‖₂, eps), as torch's F.normalize. */
+export function l2Normalize(
+  out: Float32Array,
+  x: Float32Array,
+  rowsCount: number,
+  n: number,
+  eps: number,
+): void {
+  for (let t = 0; t < rowsCount; t++) {
+    const o = t * n;
+    let ss = 0;
+    for (let i = 0; i < n; i++) ss += x[o + i] * x[o + i];
+    const inv = 1 / Math.max(Math.sqrt(ss), eps);
+    for (let i = 0; i < n; i++) out[o + i] = x[o + i] * inv;
+  }
+}
+
+/** The elementwise functions of `Backend.unary`. */
+export type UnaryOp =
+  | 'sigmoid'
+  | 'silu'
+  | 'relu'
+  | 'reluSquare'
+  | 'tanh'
+  | 'exp'
+  | 'softplus'
+  | 'abs'
+  | 'neg';
+
+/** out[i] = f(x[i]) for i < n. */
+export function unary(op: UnaryOp, out: Float32Array, x: Float32Array, n = out.length): void {
+  switch (op) {
+    case 'sigmoid':
+      sigmoid(out, x, n);
+      return;
+    case 'reluSquare':
+      reluSquare(out, x, n);
+      return;
+    case 'silu':
+      for (let i = 0; i < n; i++) out[i] = x[i] / (1 + Math.exp(-x[i]));
+      return;
+    case 'relu':
+      // NaN and −0 become +0, as the branchless max of the fast kernels gives.
+      for (let i = 0; i < n; i++) out[i] = x[i] > 0 ? x[i] : 0;
+      return;
+    case 'tanh':
+      for (let i = 0; i < n; i++) out[i] = Math.tanh(x[i]);
+      return;
+    case 'exp':
+      for (let i = 0; i < n; i++) out[i] = Math.exp(x[i]);
+      return;
+    case 'softplus':
+      // log(1 + e^x), linear above 20 as torch's F.softplus (threshold 20).
+      for (let i = 0; i < n; i++) out[i] = x[i] > 20 ? x[i] : Math.log1p(Math.exp(x[i]));
+      return;
+    case 'abs':
+      for (let i = 0; i < n; i++) out[i] = Math.abs(x[i]);
+      return;
+    case 'neg':
+      for (let i = 0; i < n; i++) out[i] = -x[i];
+      return;
+  }
+}
+
+/**
+ * out[i] = a[i] ∘ b[i] for i < n. An operand shorter than n is repeated (a bias of `cols`
+ * values over rows): its length must divide n.
+ */
+export function binary(
+  op: 'add' | 'sub' | 'mul',
+  out: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  n = out.length,
+): void {
+  const al = Math.min(a.length, n);
+  const bl = Math.min(b.length, n);
+  if (al === n && bl === n) {
+    if (op === 'add') for (let i = 0; i < n; i++) out[i] = a[i] + b[i];
+    else if (op === 'sub') for (let i = 0; i < n; i++) out[i] = a[i] - b[i];
+    else for (let i = 0; i < n; i++) out[i] = a[i] * b[i];
+    return;
+  }
+  if (al === n) {
+    // b repeated every bl values (a bias over rows): row by row, no modulo per element.
+    for (let o = 0; o < n; o += bl) {
+      const m = Math.min(bl, n - o);
+      if (op === 'add') for (let i = 0; i < m; i++) out[o + i] = a[o + i] + b[i];
+      else if (op === 'sub') for (let i = 0; i < m; i++) out[o + i] = a[o + i] - b[i];
+      else for (let i = 0; i < m; i++) out[o + i] = a[o + i] * b[i];
+    }
+    return;
+  }
+  for (let i = 0; i < n; i++) {
+    const x = a[i % al];
+    const y = b[i % bl];
+    out[i] = op === 'add' ? x + y : op === 'sub' ? x - y : x * y;
+  }
+}
+
+/** out[i] = a[i] + b[i]·c[i] for i < n; operands shorter than n are repeated. */
+export function addMul(
+  out: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  c: Float32Array,
+  n = out.length,
+): void {
+  const al = Math.min(a.length, n);
+  const bl = Math.min(b.length, n);
+  const cl = Math.min(c.length, n);
+  if (al === n && bl === n && cl === n) {
+    for (let i = 0; i < n; i++) out[i] = a[i] + b[i] * c[i];
+    return;
+  }
+  for (let i = 0; i < n; i++) out[i] = a[i % al] + b[i % bl] * c[i % cl];
+}
+
+/** out[i] = x[i]·scale + shift for i < n. */
+export function affine(
+  out: Float32Array,
+  x: Float32Array,
+  scale: number,
+  shift: number,
+  n = out.length,
+): void {
+  for (let i = 0; i < n; i++) out[i] = x[i] * scale + shift;
 }
 
 /** out = σ(x) = 1 / (1 + e^−x) */
@@ -232,55 +378,165 @@ export function nll(logits: Float32Array, off: number, n: number, target: number
   return max + Math.log(sum) - logits[off + target];
 }
 
+// ---------------------------------------------------------------- sequences (packed batches)
+
 /**
- * The WKV recurrence over T tokens, with the shared exponent pp keeping exp() finite:
- *
- *   ww = u + k; q = max(pp, ww); e1 = exp(pp − q); e2 = exp(ww − q)
- *   wkv = (e1·aa + e2·v) / (e1·bb + e2)
- *   ww = pp + w; q = max(ww, k); e1 = exp(ww − q); e2 = exp(k − q)
- *   aa ← e1·aa + e2·v; bb ← e1·bb + e2; pp ← q
- *
- * Writes out[t, i] = σ(r)[t, i] · wkv[t, i]; updates aa, bb, pp in place.
+ * The previous row within each sequence of a packed batch: out_t = x_{t−1}, prev[b] at
+ * the start of sequence b. `offsets` (B + 1 values) say where each sequence starts.
  */
-export function wkv4(
+export function tokenShift(
   out: Float32Array,
-  k: Float32Array,
-  v: Float32Array,
-  r: Float32Array,
-  w: Float32Array,
-  u: Float32Array,
-  aa: Float32Array,
-  bb: Float32Array,
-  pp: Float32Array,
-  T: number,
-  d: number,
+  x: Float32Array,
+  prev: Float32Array,
+  offsets: Int32Array,
+  cols: number,
 ): void {
-  for (let i = 0; i < d; i++) {
-    let a = aa[i];
-    let bsum = bb[i];
-    let p = pp[i];
-    const wi = w[i];
-    const ui = u[i];
-    for (let t = 0; t < T; t++) {
-      const j = t * d + i;
-      const kt = k[j];
-      const vt = v[j];
-      let ww = ui + kt;
-      let q = Math.max(p, ww);
-      let e1 = Math.exp(p - q);
-      let e2 = Math.exp(ww - q);
-      out[j] = (r[j] * (e1 * a + e2 * vt)) / (e1 * bsum + e2);
-      ww = p + wi;
-      q = Math.max(ww, kt);
-      e1 = Math.exp(ww - q);
-      e2 = Math.exp(kt - q);
-      // The state stays float32, as in the reference implementations.
-      a = Math.fround(e1 * a + e2 * vt);
-      bsum = Math.fround(e1 * bsum + e2);
-      p = Math.fround(q);
-    }
-    aa[i] = a;
-    bb[i] = bsum;
-    pp[i] = p;
+  for (let b = 0; b + 1 < offsets.length; b++) {
+    const start = offsets[b];
+    const end = offsets[b + 1];
+    // Backwards, so that out may be x itself.
+    for (let t = end - 1; t > start; t--) out.copyWithin(t * cols, (t - 1) * cols, t * cols);
+    if (end > start) out.set(prev.subarray(b * cols, (b + 1) * cols), start * cols);
   }
+}
+
+/** out[b] = the last row of sequence b; an empty sequence leaves out[b] as it is. */
+export function lastRows(
+  out: Float32Array,
+  x: Float32Array,
+  offsets: Int32Array,
+  cols: number,
+): void {
+  for (let b = 0; b + 1 < offsets.length; b++) {
+    const end = offsets[b + 1];
+    if (end > offsets[b]) out.set(x.subarray((end - 1) * cols, end * cols), b * cols);
+  }
+}
+
+/** out[i] = table[idx[i]], rows of `cols` values. */
+export function gather(
+  out: Float32Array,
+  table: Float32Array,
+  idx: Int32Array,
+  cols: number,
+): void {
+  const rowsInTable = table.length / cols;
+  for (let i = 0; i < idx.length; i++) {
+    const r = idx[i];
+    if (!(r >= 0 && r < rowsInTable)) throw new RangeError(`gather: row ${r} of ${rowsInTable}`);
+    out.set(table.subarray(r * cols, (r + 1) * cols), i * cols);
+  }
+}
+
+/** cache[b, starts[b] + t] = row t of sequence b of x, for caches [B, capacity, cols]. */
+export function appendRows(
+  cache: Float32Array,
+  x: Float32Array,
+  offsets: Int32Array,
+  starts: Int32Array,
+  capacity: number,
+  cols: number,
+): void {
+  for (let b = 0; b + 1 < offsets.length; b++) {
+    const n = offsets[b + 1] - offsets[b];
+    if (starts[b] + n > capacity)
+      throw new RangeError(`appendRows: ${starts[b] + n} rows exceed the capacity ${capacity}`);
+    const dst = (b * capacity + starts[b]) * cols;
+    cache.set(x.subarray(offsets[b] * cols, offsets[b + 1] * cols), dst);
+  }
+}
+
+/**
+ * Causal attention, the plain definition: row t of sequence b (position p = starts[b] + t)
+ * attends, per head, to cached rows 0 … p of its sequence: out = softmax(scale·q·Kᵀ)·V.
+ * Scores and sums are kept in double precision (fp32 or better, as Hugging Face upcasts).
+ */
+export function attention(
+  out: Float32Array,
+  q: Float32Array,
+  keys: Float32Array,
+  values: Float32Array,
+  offsets: Int32Array,
+  starts: Int32Array,
+  capacity: number,
+  heads: number,
+  headDim: number,
+  scale: number,
+): void {
+  const d = heads * headDim;
+  const scores = new Float64Array(capacity);
+  const qs = new Float32Array(headDim);
+  for (let b = 0; b + 1 < offsets.length; b++) {
+    const cache = b * capacity * d;
+    for (let row = offsets[b]; row < offsets[b + 1]; row++) {
+      const n = starts[b] + (row - offsets[b]) + 1; // keys this row sees
+      for (let h = 0; h < heads; h++) {
+        const qo = row * d + h * headDim;
+        // q is scaled first (in float32, as Hugging Face scales the projection).
+        for (let i = 0; i < headDim; i++) qs[i] = q[qo + i] * scale;
+        // s_j = (scale·q) · k_j
+        let max = Number.NEGATIVE_INFINITY;
+        for (let j = 0; j < n; j++) {
+          const ko = cache + j * d + h * headDim;
+          let s = 0;
+          for (let i = 0; i < headDim; i++) s += qs[i] * keys[ko + i];
+          scores[j] = s;
+          if (s > max) max = s;
+        }
+        // p_j = exp(s_j − max) / Σ exp(…)
+        let sum = 0;
+        for (let j = 0; j < n; j++) {
+          const e = Math.exp(scores[j] - max);
+          scores[j] = e;
+          sum += e;
+        }
+        // out_h = Σ_j p_j v_j
+        const acc = out.subarray(qo, qo + headDim);
+        acc.fill(0);
+        for (let j = 0; j < n; j++) {
+          const w = scores[j] / sum;
+          const vo = cache + j * d + h * headDim;
+          for (let i = 0; i < headDim; i++) acc[i] += w * values[vo + i];
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- statistics
+
+/** numpy/torch `quantile` with linear interpolation, of an ascending-sorted array. */
+export function quantileSorted(sorted: ArrayLike<number>, q: number): number {
+  const n = sorted.length;
+  if (n === 0) return Number.NaN;
+  const h = (n - 1) * q;
+  const lo = Math.floor(h);
+  const hi = Math.min(lo + 1, n - 1);
+  return sorted[lo] + (h - lo) * (sorted[hi] - sorted[lo]);
+}
+
+/**
+ * For each row of x [rows, cols] and each q: sums[k] += Quantile_q(|x_row|) (linear
+ * interpolation). The per-token statistic of METHOD.md §2, before the mean over tokens.
+ */
+export function rowQuantileSums(
+  sums: Float64Array,
+  x: Float32Array,
+  rows: number,
+  cols: number,
+  qs: readonly number[],
+): void {
+  const row = new Float32Array(cols);
+  for (let t = 0; t < rows; t++) {
+    for (let c = 0; c < cols; c++) row[c] = Math.abs(x[t * cols + c]);
+    row.sort();
+    for (let k = 0; k < qs.length; k++) sums[k] += quantileSorted(row, qs[k]);
+  }
+}
+
+/** Whether some logit of the row at `off` exceeds the target's (the target is not greedy). */
+export function beatsTarget(logits: Float32Array, off: number, n: number, target: number): boolean {
+  const v = logits[off + target];
+  for (let j = 0; j < n; j++) if (logits[off + j] > v) return true;
+  return false;
 }

@@ -3,32 +3,41 @@
  * one that loads here (native, then wasm, then js).
  */
 import { UserError } from '../errors.ts';
-import { type Backend, type BackendName, jsBackend } from './backend.ts';
-import { loadNativeBackend, nativeUnavailableReason } from './native/index.ts';
-import { loadWasmBackend, wasmUnavailableReason } from './wasm/index.ts';
+import type { Backend } from './backend.ts';
+import { CpuBackend, type CpuKernels, jsKernels } from './cpu.ts';
+import { loadNativeKernels, nativeUnavailableReason } from './native/index.ts';
+import { loadWasmKernels, wasmUnavailableReason } from './wasm/index.ts';
 
-const loaders: Record<BackendName, () => Backend | null> = {
+type CpuName = CpuKernels['name'];
+
+const loaders: Record<CpuName, () => CpuKernels | null> = {
   native: () => {
-    const b = loadNativeBackend();
-    if (!b) backendNotices.push(`native kernels unavailable: ${nativeUnavailableReason()}`);
-    return b;
+    const k = loadNativeKernels();
+    if (!k) backendNotices.push(`native kernels unavailable: ${nativeUnavailableReason()}`);
+    return k;
   },
   wasm: () => {
-    const b = loadWasmBackend();
-    if (!b) backendNotices.push(`WebAssembly kernels unavailable: ${wasmUnavailableReason()}`);
-    return b;
+    const k = loadWasmKernels();
+    if (!k) backendNotices.push(`WebAssembly kernels unavailable: ${wasmUnavailableReason()}`);
+    return k;
   },
-  js: () => jsBackend,
+  js: () => jsKernels,
 };
 
-const cache = new Map<BackendName, Backend | null>();
-function tryLoad(name: BackendName): Backend | null {
-  if (!cache.has(name)) cache.set(name, loaders[name]());
+const cache = new Map<CpuName, CpuBackend | null>();
+function tryLoad(name: CpuName): CpuBackend | null {
+  if (!cache.has(name)) {
+    const k = loaders[name]();
+    cache.set(name, k ? new CpuBackend(k) : null);
+  }
   return cache.get(name) ?? null;
 }
 
 /** Why a faster tier could not be used, for the CLI to print once. */
 export const backendNotices: string[] = [];
+
+/** The reference backend (plain TypeScript), always available. */
+export const jsBackend: Backend = new CpuBackend(jsKernels);
 
 export function selectBackend(requested?: string): Backend {
   const name = requested ?? process.env.ACTSPARSE_BACKEND;

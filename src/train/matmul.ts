@@ -9,11 +9,12 @@
  * Three implementations, fastest first (`bestMatmul` picks):
  *  - `sgemmMatmul`: a general GEMM with transpose flags (the addon's `sgemm`, OpenBLAS
  *    when it loaded), no copies;
- *  - `backendMatmul`: a Backend's only product, Y = X·Wᵀ, with transposed copies (Wᵀ once
+ *  - `backendMatmul`: a CPU tier's only product, Y = X·Wᵀ, with transposed copies (Wᵀ once
  *    per optimizer step; Xᵀ and dYᵀ for every weight gradient);
  *  - `referenceMatmul`: plain TypeScript, float32 or float64 (gradient checks).
  */
-import type { Backend, Linear } from '../tensor/backend.ts';
+import type { Linear } from '../tensor/backend.ts';
+import type { CpuKernels } from '../tensor/cpu.ts';
 import * as native from '../tensor/native/index.ts';
 
 /** A float array of either precision: float32 for training, float64 for gradient checks. */
@@ -156,7 +157,7 @@ export function transposeInto(wt: Float32Array, w: Float32Array, rows: number, c
  *   backwardWeight: X' = dYᵀ [out, n], L = Xᵀ [in, n], so Y' = dYᵀ·X [out, in].
  * Prepared weights are cached by array until `weightsChanged()`.
  */
-export function backendMatmul(backend: Backend): Matmul<Float32Array> {
+export function backendMatmul(backend: CpuKernels): Matmul<Float32Array> {
   const cache = new Map<Float32Array, Linear>();
   const cacheT = new Map<Float32Array, Linear>();
   let scratch: Float32Array = new Float32Array(0);
@@ -246,7 +247,7 @@ export function sgemmMatmul(sgemm: Sgemm, description: string): Matmul<Float32Ar
  * with transposed copies, else plain TypeScript.
  */
 export function bestMatmul(): Matmul<Float32Array> {
-  const backend = native.loadNativeBackend();
+  const backend = native.loadNativeKernels();
   if (!backend) return referenceMatmul<Float32Array>();
   const sgemm = addonSgemm();
   if (sgemm) return sgemmMatmul(sgemm, `${backend.description}: general sgemm`);

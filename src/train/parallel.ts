@@ -91,7 +91,7 @@ export function dataParallel(params: ParamSet, maxB: number, T: number): GradEng
       throw new Error('dataParallel: parameters must be in shared memory (sharedF32)');
   }
   const cfg = params.config;
-  const backend = native.loadNativeBackend();
+  const backend = native.loadNativeKernels();
   const threadsBefore = backend ? native.info().threads : 0;
   if (backend) native.setThreads(1);
   const matmul = bestMatmul();

@@ -13,7 +13,7 @@ import { randomRwkv4 } from '../../src/models/random.ts';
 import { Rwkv4 } from '../../src/models/rwkv4.ts';
 import { type CalibrationConfig, calibrate } from '../../src/sparsity/calibrate.ts';
 import type { ThresholdsFile } from '../../src/sparsity/plan.ts';
-import { jsBackend } from '../../src/tensor/backend.ts';
+import { jsBackend } from '../../src/tensor/select.ts';
 import { rng } from '../../src/util/random.ts';
 
 export const HOSTILE = '/models/"><img src=x onerror=alert(1)><script>alert(2)</script>.pth';
@@ -75,10 +75,12 @@ export async function makeReportRuns(root: string): Promise<ReportRuns> {
   const bytes = loadTokenizer('bytes');
   const full = join(root, 'li-1.01');
   const second = join(root, 'li-1.05');
-  const fullPlan = calibrate(model(), bytes, source, cfg, full, { resume: false }).plan;
-  const secondPlan = calibrate(model(), bytes, source, { ...cfg, lossInc: 1.05 }, second, {
-    resume: false,
-  }).plan;
+  const fullPlan = (await calibrate(model(), bytes, source, cfg, full, { resume: false })).plan;
+  const secondPlan = (
+    await calibrate(model(), bytes, source, { ...cfg, lossInc: 1.05 }, second, {
+      resume: false,
+    })
+  ).plan;
 
   await hwCommand.run([full, '--profile', 'seneca', '--json', join(full, 'hw.json')], quietIo);
 

@@ -15,7 +15,7 @@ export const bench: Command = {
   name: 'bench',
   summary: 'kernel and model speed on this machine against its measured limits',
   usage,
-  run(args, io) {
+  async run(args, io) {
     const p = parse(
       'bench',
       args,
@@ -65,7 +65,7 @@ export const bench: Command = {
     const plan = thresholdsPath ? readThresholds(thresholdsPath) : null;
     const checkpoint = modelPath ? openCheckpoint(modelPath) : undefined;
     try {
-      const result = runBench({
+      const result = await runBench({
         backends,
         repeats: num(p, 'repeats', 9, { min: 1, max: 1000, integer: true }),
         checkpoint,

@@ -29,7 +29,7 @@ export const calibrateCommand: Command = {
   name: 'calibrate',
   summary: 'choose a threshold per site on calibration data (the paper’s search, uniform, TEAL)',
   usage,
-  run(args, io) {
+  async run(args, io) {
     const p = parse(
       'calibrate',
       args,
@@ -78,7 +78,7 @@ export const calibrateCommand: Command = {
     const { model, tokenizer, ckpt } = openModel(path, p);
     ckpt.close();
     const t0 = performance.now();
-    const { plan, decidedNow } = calibrate(
+    const { plan, decidedNow } = await calibrate(
       model,
       tokenizer,
       { file: resolve(path), fileSha256: sha256OfPath(path), tool: toolVersion() },

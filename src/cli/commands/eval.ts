@@ -11,6 +11,7 @@ import {
 } from '../../eval/documents.ts';
 import { type EvalRun, evaluate, type TaskInput, type TextInput } from '../../eval/evaluate.ts';
 import { getTask, resolveTaskPath, TASKS } from '../../eval/tasks/registry.ts';
+import { withThresholds } from '../../models/model.ts';
 import { modelFacts } from '../../sparsity/plan.ts';
 import { modelOptions, num, parse, positionals, str } from '../args.ts';
 import { openModel } from '../common.ts';
@@ -35,7 +36,7 @@ export const evalCommand: Command = {
   summary:
     'zero-shot accuracy (lm-evaluation-harness scoring) and held-out loss, dense and with thresholds',
   usage,
-  run(args, io) {
+  async run(args, io) {
     const p = parse(
       'eval',
       args,
@@ -111,7 +112,7 @@ export const evalCommand: Command = {
     });
 
     const bar = (label: string) => progress(io, label);
-    const runOnce = (label: string): EvalRun => {
+    const runOnce = (label: string): Promise<EvalRun> => {
       let current = '';
       let report = bar(label);
       return evaluate(model, tokenizer, tasks, textInputs, (name, d, n) => {
@@ -127,12 +128,12 @@ export const evalCommand: Command = {
     let dense: EvalRun;
     let sparse: EvalRun | null = null;
     if (hasThresholds) {
-      sparse = runOnce('sparse');
-      model.setThresholds(new Float32Array(sparseLambda.length));
-      dense = runOnce('dense');
-      model.setThresholds(sparseLambda);
+      sparse = await runOnce('sparse');
+      dense = await withThresholds(model, new Float32Array(sparseLambda.length), () =>
+        runOnce('dense'),
+      );
     } else {
-      dense = runOnce('dense');
+      dense = await runOnce('dense');
     }
 
     mkdirSync(out, { recursive: true });

@@ -1,5 +1,6 @@
 import { UserError } from '../../errors.ts';
 import { sample } from '../../eval/sample.ts';
+import { sequenceLogits, step } from '../../models/model.ts';
 import { rng } from '../../util/random.ts';
 import { modelOptions, num, parse, positionals, str } from '../args.ts';
 import { openModel } from '../common.ts';
@@ -12,7 +13,7 @@ export const generate: Command = {
   name: 'generate',
   summary: 'continue a prompt, printing tokens/s on stderr',
   usage,
-  run(args, io) {
+  async run(args, io) {
     const p = parse(
       'generate',
       args,
@@ -41,7 +42,7 @@ export const generate: Command = {
     if (promptIds.length === 0) promptIds.push(tokenizer.prefixId);
     const state = model.newState();
     const t0 = performance.now();
-    let logits = model.forward(promptIds, state, { logits: 'last' });
+    let logits = await sequenceLogits(model, promptIds, state, 'last');
     const t1 = performance.now();
 
     // Print text as it becomes valid UTF-8: decode all generated ids, emit the new tail.
@@ -56,7 +57,7 @@ export const generate: Command = {
         io.out(text.slice(printed.length));
         printed = text;
       }
-      logits = model.step(id, state);
+      logits = await step(model, id, state);
     }
     const t2 = performance.now();
     const text = tokenizer.decode(out);

@@ -1,4 +1,5 @@
 import { UserError } from '../../errors.ts';
+import { sequenceLogits, step } from '../../models/model.ts';
 import { modelOptions, parse, positionals, str } from '../args.ts';
 import { openModel, parseTokenList } from '../common.ts';
 import type { Command } from '../io.ts';
@@ -11,7 +12,7 @@ export const logits: Command = {
   name: 'logits',
   summary: 'raw float32 logits [T, vocab] for checking against other implementations',
   usage,
-  run(args, io) {
+  async run(args, io) {
     const p = parse(
       'logits',
       args,
@@ -44,12 +45,10 @@ export const logits: Command = {
     const V = model.nVocab;
     let result: Float32Array;
     const state = model.newState();
-    if (mode === 'sequence') result = model.forward(ids, state);
+    if (mode === 'sequence') result = await sequenceLogits(model, ids, state);
     else {
       result = new Float32Array(ids.length * V);
-      ids.forEach((id, t) => {
-        result.set(model.step(id, state), t * V);
-      });
+      for (let t = 0; t < ids.length; t++) result.set(await step(model, ids[t], state), t * V);
     }
     writeFileAtomic(out, new Uint8Array(result.buffer, result.byteOffset, result.byteLength));
     io.err(`wrote ${out}: float32 [${ids.length}, ${V}] little-endian (${mode} mode)\n`);

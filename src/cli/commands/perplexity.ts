@@ -11,7 +11,7 @@ export const perplexity: Command = {
   name: 'perplexity',
   summary: 'mean next-token NLL (nats) and perplexity of a text',
   usage,
-  run(args, io) {
+  async run(args, io) {
     const p = parse(
       'perplexity',
       args,
@@ -28,7 +28,7 @@ export const perplexity: Command = {
     if (windows.length === 0)
       throw new UserError(`${file}: too little text to score (fewer than 2 tokens)`);
     const t0 = performance.now();
-    const r = windowLoss(model, windows);
+    const r = await windowLoss(model, windows);
     const s = (performance.now() - t0) / 1000;
     io.out(
       `documents ${docs.length}, windows ${windows.length} of up to ${ctx + 1} tokens, ${r.tokens} predictions\n` +

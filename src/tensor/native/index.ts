@@ -15,7 +15,8 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type { Backend, ElementwiseOps, Linear, PrepareOptions } from '../backend.ts';
+import type { Linear, PrepareOptions } from '../backend.ts';
+import type { CpuKernels, ElementwiseOps } from '../cpu.ts';
 
 /** An addon weight handle (an N-API External); opaque to TypeScript. */
 type Handle = { readonly __nativeWeight: 'NativeWeight' };
@@ -152,7 +153,7 @@ function describe(a: Addon): string {
   return `native (${simd} kernels, ${threads}${i.blas ? `; ${i.blas} loaded, unused` : ''})`;
 }
 
-function makeBackend(a: Addon): Backend {
+function makeKernels(a: Addon): CpuKernels {
   // The addon's functions themselves: no JavaScript wrapper between caller and C++.
   const ops: ElementwiseOps = {
     layerNorm: a.layerNorm,
@@ -192,14 +193,14 @@ function makeBackend(a: Addon): Backend {
   };
 }
 
-let backend: Backend | undefined;
+let kernels: CpuKernels | undefined;
 
-/** The native backend, or null when the addon is not built or cannot load. */
-export function loadNativeBackend(): Backend | null {
+/** The native tier's kernels, or null when the addon is not built or cannot load. */
+export function loadNativeKernels(): CpuKernels | null {
   const l = load();
   if ('reason' in l) return null;
-  backend ??= makeBackend(l.addon);
-  return backend;
+  kernels ??= makeKernels(l.addon);
+  return kernels;
 }
 
 // ---- Tuning and benchmark primitives (for `actsparse bench` and the tests) ----

@@ -1,12 +1,13 @@
 /**
  * The WebAssembly SIMD128 backend: loads build/wasm/kernels.wasm (compiled from
- * ./assembly/kernels.ts by scripts/build-wasm.mjs) and implements `Backend` with it.
+ * ./assembly/kernels.ts by scripts/build-wasm.mjs) and implements the CPU kernels with it.
  * Weights are copied once into linear memory in the kernels' layouts; activations are
  * copied into scratch space per call (small next to the weights each call reads).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { type Backend, type Linear, type PrepareOptions, referenceOps } from '../backend.ts';
+import type { Linear, PrepareOptions } from '../backend.ts';
+import { type CpuKernels, referenceOps } from '../cpu.ts';
 import { Heap, MAX_WASM_BYTES, type WasmMemory } from './heap.ts';
 import {
   BLOCK,
@@ -66,7 +67,7 @@ function compile(): Compiled {
   return compiled;
 }
 
-/** Why `loadWasmBackend()` returns null, or null when the wasm backend is usable. */
+/** Why `loadWasmKernels()` returns null, or null when the wasm backend is usable. */
 export function wasmUnavailableReason(): string | null {
   const c = compile();
   return 'reason' in c ? c.reason : null;
@@ -77,8 +78,8 @@ export interface WasmBackendOptions {
   maxMemoryBytes?: number;
 }
 
-/** The wasm backend plus what tests and benchmarks inspect about its memory. */
-export interface WasmBackend extends Backend {
+/** The wasm kernels plus what tests and benchmarks inspect about its memory. */
+export interface WasmKernels extends CpuKernels {
   /** Linear memory reserved (grows, never shrinks). */
   readonly memoryBytes: number;
   /** Bytes in live weights and scratch. */
@@ -89,18 +90,18 @@ export interface WasmBackend extends Backend {
  * A new wasm backend with its own linear memory, or null when kernels.wasm is not built
  * or cannot be loaded (see `wasmUnavailableReason()`). Callers keep the instance.
  */
-export function loadWasmBackend(opts: WasmBackendOptions = {}): WasmBackend | null {
+export function loadWasmKernels(opts: WasmBackendOptions = {}): WasmKernels | null {
   const c = compile();
   if ('reason' in c) return null;
   const kernels = new c.api.Instance(c.module, {}).exports as unknown as Kernels;
   const maxBytes = Math.min(opts.maxMemoryBytes ?? MAX_WASM_BYTES, MAX_WASM_BYTES);
-  return new WasmBackendImpl(kernels, maxBytes);
+  return new WasmKernelsImpl(kernels, maxBytes);
 }
 
 class WasmLinear implements Linear {
   released = false;
   constructor(
-    readonly owner: WasmBackendImpl,
+    readonly owner: WasmKernelsImpl,
     readonly rows: number,
     readonly cols: number,
     /** Packed layout (layout.ts `packBlocks`): byte offset and size. */
@@ -124,8 +125,8 @@ class WasmLinear implements Linear {
 /** Scratch for one gemm call is kept under this size; longer inputs go in token chunks. */
 const GEMM_SCRATCH_BYTES = 16 * 1024 * 1024;
 
-class WasmBackendImpl implements WasmBackend {
-  readonly name = 'wasm';
+class WasmKernelsImpl implements WasmKernels {
+  readonly name = 'wasm' as const;
   // Elementwise work stays in JS: copying activations into wasm memory would cost as much.
   readonly ops = referenceOps;
   readonly description = 'wasm (SIMD128 kernels, 1 thread)';

@@ -1,0 +1,134 @@
+/**
+ * The architectures actsparse runs, one entry each (as transformers.js's
+ * MODEL_TYPE_MAPPING): how to recognise a checkpoint from its tensor names (as
+ * web-rwkv's Loader::info does), load it, and make random weights of a shape (for
+ * `bench`, tests and `hw`'s op counts). Adding an architecture adds its model file, its
+ * kernel family and one entry here.
+ */
+import { UserError } from '../errors.ts';
+import type { Checkpoint } from '../io/checkpoint.ts';
+import { memoryCheckpoint } from '../io/memory.ts';
+import type { Backend } from '../tensor/backend.ts';
+import type { LanguageModel } from './model.ts';
+import { Opt } from './opt.ts';
+import { randomOpt, randomRwkv4 } from './random.ts';
+import { Rwkv4 } from './rwkv4.ts';
+
+/**
+ * Dimensions for random weights: the three every architecture has, plus any of its
+ * own config fields (a model's `config`, as thresholds files record it, rebuilds the
+ * same shapes); missing ones take the architecture's defaults (e.g. nFfn = 4·nEmbd).
+ */
+export interface ArchShape {
+  nLayer: number;
+  nEmbd: number;
+  nVocab: number;
+  [field: string]: unknown;
+}
+
+export interface Architecture {
+  /** Id recorded in thresholds and results files, e.g. `rwkv4`. */
+  readonly name: string;
+  /** For people, e.g. `RWKV-4`. */
+  readonly label: string;
+  /** Whether the checkpoint's tensor names are this architecture's. */
+  detect(ckpt: Checkpoint): boolean;
+  load(ckpt: Checkpoint, backend: Backend, opts?: { sparse?: boolean }): LanguageModel;
+  /** Random weights of this shape (a model's `config`, or dims and defaults), with a trained model's magnitudes. */
+  random(shape: ArchShape, seed?: number): Checkpoint;
+}
+
+const has = (ckpt: Checkpoint, n: string) => ckpt.tensors.has(n);
+/** A numeric config field, or undefined for the default. */
+const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
+
+/** In detection order: later RWKV versions share names with earlier ones. */
+export const ARCHITECTURES: readonly Architecture[] = [
+  {
+    name: 'opt',
+    label: 'OPT',
+    // OPTForCausalLM names; OPTModel checkpoints drop the `model.` prefix.
+    detect: (c) =>
+      has(c, 'model.decoder.embed_tokens.weight') || has(c, 'decoder.embed_tokens.weight'),
+    load: (c, be, o) => Opt.load(c, be, o),
+    random: (s, seed = 1) => {
+      const { tensors, config } = randomOpt({
+        nLayer: s.nLayer,
+        nEmbd: s.nEmbd,
+        nVocab: s.nVocab,
+        nHead: num(s.nHead),
+        nFfn: num(s.nFfn),
+        nPositions: num(s.nPositions),
+        seed,
+      });
+      return memoryCheckpoint(tensors, `<random opt ${s.nLayer}x${s.nEmbd}>`, { config });
+    },
+  },
+  {
+    name: 'rwkv4',
+    label: 'RWKV-4',
+    detect: (c) =>
+      has(c, 'blocks.0.att.time_first') &&
+      has(c, 'blocks.0.att.key.weight') &&
+      !has(c, 'blocks.0.att.ln_x.weight'),
+    load: (c, be, o) => Rwkv4.load(c, be, o),
+    random: (s, seed = 1) =>
+      memoryCheckpoint(
+        randomRwkv4({
+          nLayer: s.nLayer,
+          nEmbd: s.nEmbd,
+          nVocab: s.nVocab,
+          nFfn: num(s.nFfn),
+          seed,
+        }),
+        `<random rwkv4 ${s.nLayer}x${s.nEmbd}>`,
+      ),
+  },
+];
+
+/** Recognised from tensor names but not runnable yet: named in the error. */
+function knownUnsupported(ckpt: Checkpoint): string | null {
+  const h = (n: string) => has(ckpt, n);
+  if (!h('emb.weight') && !h('blocks.0.ln1.weight')) return null;
+  if (h('blocks.0.att.x_rwkvag') || h('blocks.0.att.x_r') || h('blocks.0.att.a0')) return 'rwkv7';
+  if (h('blocks.0.att.time_maa_x') || h('blocks.0.att.time_maa_w1')) return 'rwkv6';
+  if (h('blocks.0.att.ln_x.weight')) return 'rwkv5';
+  return null;
+}
+
+/** The architecture's entry by name (`rwkv4`, `opt`, …), or a clear error. */
+export function architecture(name: string): Architecture {
+  const a = ARCHITECTURES.find((x) => x.name === name);
+  if (!a) {
+    throw new UserError(
+      `unknown architecture "${name}"`,
+      `Known: ${ARCHITECTURES.map((x) => x.name).join(', ')}.`,
+    );
+  }
+  return a;
+}
+
+/** The architecture name from tensor names and shapes, or 'unknown'. */
+export function detectArchitecture(ckpt: Checkpoint): string {
+  return ARCHITECTURES.find((a) => a.detect(ckpt))?.name ?? knownUnsupported(ckpt) ?? 'unknown';
+}
+
+export function loadModel(
+  ckpt: Checkpoint,
+  backend: Backend,
+  opts: { sparse?: boolean } = {},
+): LanguageModel {
+  const entry = ARCHITECTURES.find((a) => a.detect(ckpt));
+  if (entry) return entry.load(ckpt, backend, opts);
+  const other = knownUnsupported(ckpt);
+  if (other) {
+    throw new UserError(
+      `${ckpt.path} is ${other.toUpperCase()}, which actsparse cannot run yet (${ARCHITECTURES.map((a) => a.label).join(', ')} are supported)`,
+      '`actsparse info` and `convert` still work on it.',
+    );
+  }
+  throw new UserError(
+    `${ckpt.path}: cannot tell the architecture from its ${ckpt.tensors.size} tensors`,
+    'Expected RWKV (emb.weight, blocks.N.…) or OPT (model.decoder.…) names; `actsparse info` lists them.',
+  );
+}
