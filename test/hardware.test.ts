@@ -27,7 +27,13 @@ import {
   readRun,
   whatIf,
 } from '../src/hardware/inputs.ts';
-import { opTable, rwkv4Sites } from '../src/hardware/ops.ts';
+import { opTable, shapeFromFacts } from '../src/hardware/ops.ts';
+import { RWKV4_SITES, rwkv4SiteTable } from '../src/models/rwkv4.ts';
+
+/** The RWKV-4 site layers of width d (ffn f), as the model defines them. */
+const rwkv4Sites = (d: number, f = 4 * d) =>
+  rwkv4SiteTable({ nLayer: 1, nEmbd: d, nVocab: 1, nFfn: f }).perBlock.map((x) => ({ ...x }));
+
 import {
   applySets,
   type BenchJson,
@@ -302,35 +308,31 @@ describe('conventional formulas on the two-layer example', () => {
 
 describe('op table', () => {
   test('RWKV-4 counts for one block of d = 2, f = 8, by hand', () => {
-    const shape = {
-      architecture: 'rwkv4',
-      nLayer: 1,
-      nEmbd: 2,
-      nVocab: 3,
-      sites: rwkv4Sites(2, 8),
-    };
+    const shape = shapeFromFacts(
+      { architecture: 'rwkv4', nLayer: 1, nEmbd: 2, nVocab: 3, config: { nFfn: 8 } },
+      'test',
+      [],
+    );
     const ops = Object.fromEntries(opTable(shape, () => 0.5, true).map((g) => [g.id, g.counts]));
     // 3 layer norms (ln1, ln2, ln_out): add 4d+1 = 9, mul 3d+2 = 8, rsqrt 1 each
     assert.deepEqual([ops['ops: layer norms'].add, ops['ops: layer norms'].mul], [27, 24]);
     assert.equal(ops['ops: layer norms'].rsqrt, 3);
-    // 5 mixes: 2 mul + 1 add per channel; shift state read and written for att and ffn
-    assert.deepEqual(
-      [
-        ops['ops: token shift'].mul,
-        ops['ops: token shift'].add,
-        ops['ops: token shift'].stateReads,
-      ],
-      [20, 10, 4],
-    );
-    const w = ops['ops: WKV'];
+    // 5 mixes: 2 mul + 1 add per channel; shift state read once and written once per token
+    // for att and ffn, however many mixes read it
+    const t = ops['ops: token shift'];
+    assert.deepEqual([t.mul, t.add, t.stateReads, t.stateWrites], [20, 10, 4, 4]);
+    const w = ops['ops: wkv4'];
     assert.deepEqual(
       [w.add, w.mul, w.exp, w.div, w.cmp, w.stateReads, w.stateWrites],
       [20, 14, 8, 2, 4, 6, 6],
     );
-    const s = ops['ops: sigmoid gates'];
-    assert.deepEqual([s.exp, s.add, s.div, s.mul], [4, 4, 4, 2]);
+    // σ(r) in time-mix and channel-mix: exp, add, div per channel
+    const s = ops['ops: sigmoid'];
+    assert.deepEqual([s.exp, s.add, s.div, s.mul], [4, 4, 4, 0]);
     assert.deepEqual([ops['ops: relu²'].cmp, ops['ops: relu²'].mul], [8, 8]);
-    assert.equal(ops['ops: residual'].add, 4);
+    // x += att out (2 adds); x += r·v (2 muls, 2 adds)
+    const e = ops['ops: elementwise (residual, gates)'];
+    assert.deepEqual([e.add, e.mul], [4, 2]);
     // site events: half of the 6 inputs of width 2 (ffn.value's come from ffn.key) = 6
     assert.equal(ops['ops: site events'].events, 6);
     // a compare per site-input value: 6·2 + 8 = 20
@@ -346,7 +348,19 @@ describe('op table', () => {
       { id: 'fc1', rows: 256, cols: 64 },
       { id: 'fc2', rows: 64, cols: 256 },
     ];
-    const shape = { architecture: 'opt', nLayer: 1, nEmbd: 64, nVocab: 3, sites, context: 4 };
+    const shape = shapeFromFacts(
+      {
+        architecture: 'opt',
+        nLayer: 1,
+        nEmbd: 64,
+        nVocab: 3,
+        siteShapes: sites,
+        config: { nHead: 1, nFfn: 256, nPositions: 16 },
+      },
+      'test',
+      [],
+    );
+    shape.context = 4;
     const ops = Object.fromEntries(opTable(shape, () => 0.5, true).map((g) => [g.id, g.counts]));
     const a = ops['ops: attention'];
     // q·k over 4 keys and Σ p·v over 4 values: 2·64·4 + 64 muls, 2·64·4 adds; one head of 64:
@@ -356,14 +370,41 @@ describe('op table', () => {
       [576, 512, 4, 4, 4, 512, 128],
     );
     assert.equal(ops['ops: relu'].cmp, 256);
+    // biases of q, k, v, out_proj (64 each), fc1 (256), fc2 (64)
+    assert.equal(ops['ops: biases'].add, 4 * 64 + 256 + 64);
     // qkv and fc1 inputs come from layer norms (events: half of 64 each); fc2's from fc1's neurons
     assert.equal(ops['ops: site events'].events, 64);
     assert.equal(ops['ops: thresholds'].cmp, 64 + 64 + 256);
   });
 
-  test('other architectures are refused, not costed as zero', () => {
-    const shape = { architecture: 'rwkv7', nLayer: 1, nEmbd: 2, nVocab: 3, sites: rwkv4Sites(2) };
-    assert.throws(() => opTable(shape, () => 1, true), /no op table for architecture rwkv7/);
+  test('an unknown architecture is refused, not costed as zero', () => {
+    assert.throws(
+      () =>
+        shapeFromFacts(
+          { architecture: 'gpt9', nLayer: 1, nEmbd: 2, nVocab: 3, config: {} },
+          'f',
+          [],
+        ),
+      /unknown architecture "gpt9"/,
+    );
+  });
+
+  test('recorded sites that are not the model’s are refused', () => {
+    assert.throws(
+      () =>
+        shapeFromFacts(
+          {
+            architecture: 'rwkv4',
+            nLayer: 1,
+            nEmbd: 2,
+            nVocab: 3,
+            siteShapes: [{ id: 'att.key', rows: 3, cols: 2 }],
+          },
+          'f',
+          [],
+        ),
+      /recorded sites/,
+    );
   });
 });
 
@@ -443,7 +484,7 @@ describe('whole-model estimates', () => {
     assert.ok(e.scenarios.every((s) => s.energy && s.latency));
     const listed = e.notCosted.filter((n) => n.quantity === 'energy').map((n) => n.constant);
     for (const c of ['exp', 'div', 'rsqrt', 'staticPowerPerCore']) assert.ok(listed.includes(c), c);
-    assert.equal(e.scenarios[1].energy!.byGroup['ops: WKV'].partial, true);
+    assert.equal(e.scenarios[1].energy!.byGroup['ops: wkv4'].partial, true);
     assert.equal(e.scenarios[1].energy!.total.evidence, 'assumed');
   });
 
@@ -454,12 +495,12 @@ describe('whole-model estimates', () => {
     const set = applySets(seneca, mapping(), ['exp=20']);
     const after = estimate(input, set.profile, set.mapping);
     assert.ok(!after.notCosted.some((n) => n.constant === 'exp'));
-    const wkv = (e: Estimate) => e.scenarios[1].energy!.byGroup['ops: WKV'];
+    const wkv = (e: Estimate) => e.scenarios[1].energy!.byGroup['ops: wkv4'];
     close(wkv(after).value - wkv(before).value, 4 * 16 * 2 * 20, 'exp energy in WKV');
     assert.equal(wkv(after).evidence, 'assumed'); // a value set on the command line
     const measured = applySets(seneca, mapping(), ['exp=20:measured']).profile;
     assert.equal(
-      estimate(input, measured, mapping()).scenarios[1].energy!.byGroup['ops: WKV'].evidence,
+      estimate(input, measured, mapping()).scenarios[1].energy!.byGroup['ops: wkv4'].evidence,
       'post-synthesis',
     );
   });
@@ -588,14 +629,14 @@ describe('inputs', () => {
     nLayer: 2,
     nEmbd: 4,
     nVocab: 10,
-    sitesPerBlock: rwkv4Sites(4).map((s) => s.id),
+    sitesPerBlock: [...RWKV4_SITES],
     ...(siteShapes ? { siteShapes } : {}),
   });
   const rows = () =>
     [0, 1].flatMap((block) =>
-      rwkv4Sites(4).map((s, i) => ({
+      RWKV4_SITES.map((site, i) => ({
         block,
-        site: s.id,
+        site,
         sparsity: (block * 7 + i) / 20,
         naturalSparsity: i === 6 ? 0.9 : 0,
       })),
@@ -616,7 +657,7 @@ describe('inputs', () => {
     assert.deepEqual(a.notes, []);
     const b = inputFromThresholds({ ...t, model: model() }, 'old.json');
     assert.equal(b.shape.sites[5].rows, 16);
-    assert.match(b.notes[0], /derived from nEmbd \(ffn = 4·nEmbd = 16\)/);
+    assert.match(b.notes[0], /derived from the config \(ffn 16\)/);
     // the ordering of rows does not matter; duplicates and strangers are refused
     const shuffled = inputFromThresholds({ ...t, sites: rows().reverse() }, 't.json');
     assert.deepEqual(shuffled.sparse, a.sparse);

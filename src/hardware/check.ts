@@ -5,7 +5,7 @@
 import { UserError } from '../errors.ts';
 import { estimate } from './estimate.ts';
 import type { CostInput } from './inputs.ts';
-import { type ModelShape, optDenseLinears, rwkv4Sites } from './ops.ts';
+import { type ModelShape, shapeFromFacts } from './ops.ts';
 import type { BenchJson, Evidence, Mapping, Profile } from './profile.ts';
 
 export interface BenchCheck {
@@ -31,21 +31,17 @@ export function benchCheck(
   if (!mb) return null;
   let shape: ModelShape;
   if (mb.facts) {
-    const f = mb.facts;
-    shape = {
-      architecture: f.architecture,
-      nLayer: f.nLayer,
-      nEmbd: f.nEmbd,
-      nVocab: f.nVocab,
-      sites: f.siteShapes,
-      ...(f.architecture === 'opt' ? { denseLinears: optDenseLinears(f.nEmbd) } : {}),
-    };
+    shape = shapeFromFacts(mb.facts, 'bench model', []);
   } else {
     // Older bench files: "LxD (ffn F, vocab V)", RWKV-4.
     const s = /^(\d+)x(\d+) \(ffn (\d+), vocab (\d+)\)/.exec(mb.shape);
     if (!s) throw new UserError(`bench model shape "${mb.shape}": expected "LxD (ffn F, vocab V)"`);
     const [nLayer, nEmbd, nFfn, nVocab] = s.slice(1).map(Number);
-    shape = { architecture: 'rwkv4', nLayer, nEmbd, nVocab, sites: rwkv4Sites(nEmbd, nFfn) };
+    shape = shapeFromFacts(
+      { architecture: 'rwkv4', nLayer, nEmbd, nVocab, config: { nFfn } },
+      'bench model',
+      [],
+    );
   }
   const { nLayer, nEmbd, nVocab } = shape;
   const input: CostInput = {

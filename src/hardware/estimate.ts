@@ -23,7 +23,7 @@ import {
   type Term,
 } from './cost.ts';
 import type { CostInput } from './inputs.ts';
-import { type ModelShape, opTable } from './ops.ts';
+import { countModel, type ModelShape, opTable } from './ops.ts';
 import {
   constantSpecs,
   type Evidence,
@@ -85,62 +85,44 @@ interface ScenarioLedgers {
   latency: Ledger | null;
 }
 
-/** The RWKV-4 layer whose outputs are a site's input (relu² is done in the neuron). */
-const FEEDS_SITE: Record<string, string> = { 'ffn.key': 'ffn.value', fc1: 'fc2' };
-
 function linearLayers(
   shape: ModelShape,
   m: Resolved,
   zeros: (g: number) => number,
   sparseKernel: boolean,
 ): LinearLayer[][] {
-  const k = shape.sites.length;
+  const c = countModel(shape);
+  const k = c.sites.length;
+  const layer = (id: string, rows: number, cols: number): LinearLayer => ({
+    group: id,
+    nIn: cols,
+    nOut: rows,
+    density: 1,
+    outDensity: 1,
+    outputToSite: false,
+    cores: coresFor(m, id, cols, rows),
+    sparseKernel: false,
+  });
   const blocks: LinearLayer[][] = [];
   for (let b = 0; b < shape.nLayer; b++) {
     blocks.push(
-      shape.sites.map((s, i) => {
-        const next = FEEDS_SITE[s.id];
-        const j = next ? shape.sites.findIndex((x) => x.id === next) : -1;
+      c.sites.map((s, i) => {
+        // The site whose input this layer's neurons make (after their activation).
+        const j = c.sites.findIndex((x) => x.fedBy === s.id);
         return {
-          group: s.id,
-          nIn: s.cols,
-          nOut: s.rows,
+          ...layer(s.id, s.rows, s.cols),
           density: 1 - zeros(b * k + i),
           outDensity: j >= 0 ? 1 - zeros(b * k + j) : 1,
           outputToSite: j >= 0,
-          cores: coresFor(m, s.id, s.cols, s.rows),
           sparseKernel,
         };
       }),
     );
+    // Layers that are never thresholded (OPT's out_proj) run dense in every block.
+    for (const l of c.denseLinears[b]) blocks[b].push(layer(l.id, l.rows, l.cols));
   }
-  // Layers that are never thresholded (OPT's out_proj) run dense in every block.
-  for (const b of blocks) {
-    for (const s of shape.denseLinears ?? []) {
-      b.push({
-        group: s.id,
-        nIn: s.cols,
-        nOut: s.rows,
-        density: 1,
-        outDensity: 1,
-        outputToSite: false,
-        cores: coresFor(m, s.id, s.cols, s.rows),
-        sparseKernel: false,
-      });
-    }
-  }
-  // The head reads the dense output of ln_out; it is never thresholded.
-  const head: LinearLayer = {
-    group: 'head',
-    nIn: shape.nEmbd,
-    nOut: shape.nVocab,
-    density: 1,
-    outDensity: 1,
-    outputToSite: false,
-    cores: coresFor(m, 'head', shape.nEmbd, shape.nVocab),
-    sparseKernel: false,
-  };
-  blocks.push([head]);
+  // The projections outside the blocks and the head read dense vectors.
+  blocks.push([...c.embedLinears, ...c.headLinears].map((l) => layer('head', l.rows, l.cols)));
   return blocks;
 }
 
@@ -161,10 +143,9 @@ function runScenario(
     .map((o) => (eventDriven ? o : { ...o, counts: { ...o.counts, events: 0 } }))
     .filter((o) => Object.values(o.counts).some((c) => c > 0));
   const totalCores = layers.reduce((a, l) => a + l.cores, 0);
+  const s0 = input.shape.sites[0];
   const opCores =
-    m.mapping.opCores === 'fit'
-      ? coresFor(m, input.shape.sites[0].id, input.shape.sites[0].cols, input.shape.sites[0].rows)
-      : m.mapping.opCores;
+    m.mapping.opCores === 'fit' ? coresFor(m, s0.id, s0.cols, s0.rows) : m.mapping.opCores;
 
   // Latency first: static energy needs the time each layer takes.
   const T = want.latency ? new Ledger('latency', profile.constants) : null;
@@ -308,9 +289,11 @@ export function estimate(input: CostInput, profile: Profile, mapping: Mapping): 
   // Rows: the site layers in order, the head, then the op groups.
   const groups = [
     ...input.shape.sites.map((s) => s.id),
-    ...(input.shape.denseLinears ?? []).map((s) => s.id),
+    ...countModel(input.shape)
+      .denseLinears.flat()
+      .map((s) => s.id),
     'head',
-  ];
+  ].filter((g, i, all) => all.indexOf(g) === i);
   for (const r of runs) {
     for (const l of [r.energy, r.latency]) {
       for (const t of l?.terms ?? []) if (!groups.includes(t.group)) groups.push(t.group);

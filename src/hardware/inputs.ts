@@ -7,7 +7,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { UserError } from '../errors.ts';
-import { type ModelShape, optDenseLinears, rwkv4Sites, type SiteShape } from './ops.ts';
+import { type ModelShape, shapeFromFacts } from './ops.ts';
 
 export interface CostInput {
   /** Where the numbers come from, for the report. */
@@ -31,6 +31,7 @@ const ModelFacts = z
     siteShapes: z
       .array(z.object({ id: z.string(), rows: int.min(1), cols: int.min(1) }))
       .optional(),
+    config: z.record(z.string(), z.unknown()).optional(),
   })
   .loose();
 const SiteRow = z
@@ -66,35 +67,18 @@ function fail(file: string, error: z.ZodError, what: string): never {
   );
 }
 
-/** Site shapes from the file, or derived for RWKV-4 (ffn = 4·nEmbd) when it has none. */
+/** The model's shape from the file's facts (site ids checked against sitesPerBlock). */
 function shapeOf(m: z.infer<typeof ModelFacts>, file: string, notes: string[]): ModelShape {
-  let sites: SiteShape[];
-  if (m.siteShapes) {
-    sites = m.siteShapes.map((s) => ({ id: s.id, rows: s.rows, cols: s.cols }));
-    if (sites.map((s) => s.id).join() !== m.sitesPerBlock.join()) {
-      throw new UserError(
-        `${file}: model.siteShapes does not list the sites of model.sitesPerBlock`,
-      );
-    }
-  } else if (m.architecture === 'rwkv4') {
-    sites = rwkv4Sites(m.nEmbd);
-    notes.push(
-      `site shapes derived from nEmbd (ffn = 4·nEmbd = ${4 * m.nEmbd}): ${file} has no model.siteShapes`,
-    );
-  } else {
+  if (m.siteShapes && m.siteShapes.map((s) => s.id).join() !== m.sitesPerBlock.join()) {
+    throw new UserError(`${file}: model.siteShapes does not list the sites of model.sitesPerBlock`);
+  }
+  const shape = shapeFromFacts(m, file, notes);
+  if (shape.sites.map((s) => s.id).join() !== m.sitesPerBlock.join()) {
     throw new UserError(
-      `${file}: no model.siteShapes, and they cannot be derived for ${m.architecture}`,
-      'Re-run the command that wrote it with this version of actsparse.',
+      `${file}: model.sitesPerBlock (${m.sitesPerBlock.join(', ')}) are not the sites of ${m.architecture} (${shape.sites.map((s) => s.id).join(', ')})`,
     );
   }
-  return {
-    architecture: m.architecture,
-    nLayer: m.nLayer,
-    nEmbd: m.nEmbd,
-    nVocab: m.nVocab,
-    sites,
-    ...(m.architecture === 'opt' ? { denseLinears: optDenseLinears(m.nEmbd) } : {}),
-  };
+  return shape;
 }
 
 /** Per-site rows → block-major arrays, every (block, site) exactly once. */
@@ -197,7 +181,7 @@ export function readRun(path: string, shape?: ModelShape): CostInput {
 
 // ------------------------------------------------------------------ what-ifs
 
-/** `24x1024` → RWKV-4 shape (ffn defaults to 4·nEmbd). */
+/** `24x1024` → the shape of that architecture (ffn defaults to 4·nEmbd, its other defaults). */
 export function parseShape(
   spec: string,
   nVocab: number,
@@ -211,10 +195,8 @@ export function parseShape(
   if (nLayer < 1 || nEmbd < 1 || nLayer > 100_000 || nEmbd > 1 << 24) {
     throw new UserError(`--shape ${spec}: layers and width must be positive (and plausible)`);
   }
-  if (arch !== 'rwkv4') {
-    throw new UserError(`--arch ${arch}: what-ifs know only rwkv4 so far`);
-  }
-  return { architecture: arch, nLayer, nEmbd, nVocab, sites: rwkv4Sites(nEmbd, nFfn) };
+  const config = nFfn === undefined ? {} : { nFfn };
+  return shapeFromFacts({ architecture: arch, nLayer, nEmbd, nVocab, config }, '--shape', []);
 }
 
 function fraction(text: string, what: string): number {

@@ -1,16 +1,22 @@
 /**
- * The work sparsity does not touch, as counts of element-wise operations per token:
- * for RWKV-4 the token-shift mixes, layer norms, sigmoid gates, the WKV recurrence,
- * relu², residual adds, plus the events and threshold compares of the site inputs.
- * The head is not here: it is a dense linear layer and is costed as one.
+ * What a token costs besides its linear layers, counted from the model's own code: the
+ * model is built from its architecture's registry entry (zero weights of the recorded
+ * shape) on the counting backend (tensor/count.ts) and runs one token; every op it
+ * issues adds its elementwise operations, state traffic and weight reads to a group of
+ * the breakdown (`ops: layer norms`, `ops: wkv4`, …), and every matrix product is
+ * recorded with its shape and the site it reads. No architecture is restated here.
  *
- * Counts follow src/models/rwkv4.ts step mode line by line. Simplifications: a
- * subtraction counts as an add; |x| > λ counts as one compare; intermediate vectors are
- * assumed to stay in registers (only the recurrent state is memory traffic); ln0 is
- * folded into the embedding table once (as actsparse does), so it costs nothing per token.
+ * What depends on the sparsity, the events and threshold compares of the site inputs,
+ * is added per scenario (`siteInputOps`): a site input made by an elementwise stage is an
+ * event per non-zero value on an event-driven chip; one that is the output of another
+ * layer (after its activation, e.g. RWKV-4's relu² between ffn.key and ffn.value,
+ * `fedBy` in the site table) is costed with that layer.
  */
 import { UserError } from '../errors.ts';
-import { RWKV4_SITES } from '../models/rwkv4.ts';
+import { makeBatch } from '../models/model.ts';
+import { type ArchShape, architecture } from '../models/registry.ts';
+import type { OpCost } from '../tensor/backend.ts';
+import { type CountedMatmul, CountingBackend } from '../tensor/count.ts';
 
 /** Per-token operation counts (element-wise ops; state and weight values; events). */
 export interface OpCounts {
@@ -33,51 +39,50 @@ export const ARITH_OPS = ['add', 'mul', 'cmp', 'exp', 'div', 'rsqrt'] as const;
 export type ArithOp = (typeof ARITH_OPS)[number];
 
 export interface OpGroup {
-  /** Row of the breakdown, e.g. `ops: WKV`. */
+  /** Row of the breakdown, e.g. `ops: wkv4`. */
   id: string;
   /** What the counts come from, for the "not costed" lines. */
   detail: string;
   counts: OpCounts;
 }
 
-/** One linear layer of a block: site id and its shape (cols inputs → rows outputs). */
+/** One linear layer: its id and shape (cols inputs → rows outputs). */
 export interface SiteShape {
   id: string;
   rows: number;
   cols: number;
+  /** A site whose input is another layer's output after an activation: that layer's id. */
+  fedBy?: string;
 }
 
+/** What the cost model knows of a model: dimensions, sites, and its config for counting. */
 export interface ModelShape {
   architecture: string;
   nLayer: number;
   nEmbd: number;
   nVocab: number;
-  /** The linear layers of every block, in site order. */
+  /** The site layers of every block, in site order. */
   sites: SiteShape[];
-  /** Linear layers of every block that are never thresholded (OPT's attention out_proj). */
-  denseLinears?: SiteShape[];
-  /** Attention models: tokens already in the context when a token is processed. */
+  /** The architecture's config (the model's own, or derived from older files). */
+  config: Record<string, unknown>;
+  /** Attention models: tokens in the context (cached keys) when a token is processed. */
   context?: number;
 }
 
-/** What a transformer's block costs besides its sites: the out_proj d → d, never thresholded. */
-export function optDenseLinears(d: number): SiteShape[] {
-  return [{ id: 'attn.out_proj', rows: d, cols: d }];
+/** The model as counted for one token. */
+export interface CountedModel {
+  /** The site layers, with `fedBy` from the model's site table. */
+  sites: SiteShape[];
+  /** Per block, the products that read no site (OPT's attention out_proj). */
+  denseLinears: SiteShape[][];
+  /** Products before the first block (project_in) and after the last (project_out, head). */
+  embedLinears: SiteShape[];
+  headLinears: SiteShape[];
+  /** Elementwise work per token, events excluded. */
+  groups: OpGroup[];
 }
 
-/** The RWKV-4 site ids, as the model file defines them. */
-export const RWKV4_SITE_IDS = RWKV4_SITES;
-
-/** The RWKV-4 block layers for d = nEmbd and channel-mix width f (4d in every released model). */
-export function rwkv4Sites(d: number, f = 4 * d): SiteShape[] {
-  return RWKV4_SITE_IDS.map((id) => ({
-    id,
-    rows: id === 'ffn.key' ? f : d,
-    cols: id === 'ffn.value' ? f : d,
-  }));
-}
-
-const zero = (): OpCounts => ({
+const zeroCounts = (): OpCounts => ({
   add: 0,
   mul: 0,
   cmp: 0,
@@ -90,100 +95,141 @@ const zero = (): OpCounts => ({
   events: 0,
 });
 
+const counted = new Map<string, CountedModel>();
+
 /**
- * The element-wise work of one token through the whole model.
- * `density(block, siteIndex)` is the fraction of non-zero inputs at a site;
- * `skipsZeros` says whether inputs are checked for zeros at all (false for the d = 1
- * dense reference, which sends every value and compares nothing).
+ * Runs the model's code for one token (after `context − 1` earlier ones, for attention)
+ * on the counting backend. Memoized per shape and context.
+ */
+export function countModel(shape: ModelShape): CountedModel {
+  const key = JSON.stringify([
+    shape.architecture,
+    shape.nLayer,
+    shape.nEmbd,
+    shape.nVocab,
+    shape.config,
+    shape.context ?? 0,
+  ]);
+  const hit = counted.get(key) ?? run(shape);
+  counted.set(key, hit);
+  // Recorded sites (none: take the model's) must be the model's.
+  const per = hit.sites;
+  const mismatch =
+    shape.sites.length > 0 &&
+    (shape.sites.length !== per.length ||
+      shape.sites.some(
+        (s, i) => s.id !== per[i].id || s.rows !== per[i].rows || s.cols !== per[i].cols,
+      ));
+  if (mismatch) {
+    const list = (l: readonly SiteShape[]) =>
+      l.map((s) => `${s.id} ${s.cols}→${s.rows}`).join(', ');
+    throw new UserError(
+      `hw: the recorded sites (${list(shape.sites)}) are not those of ${shape.architecture} with this config (${list(per)})`,
+      'The file’s model facts are inconsistent; re-run the command that wrote it.',
+    );
+  }
+  return hit;
+}
+
+function run(shape: ModelShape): CountedModel {
+  const arch = architecture(shape.architecture);
+  const be = new CountingBackend();
+  const dims: ArchShape = {
+    ...shape.config,
+    nLayer: shape.nLayer,
+    nEmbd: shape.nEmbd,
+    nVocab: shape.nVocab,
+  };
+  const model = arch.load(arch.skeleton(dims), be);
+  const per = model.sites.perBlock;
+  const state = model.newState(1);
+  const context = Math.max(1, shape.context ?? 1);
+  if (context > 1) {
+    // Earlier tokens fill an attention cache; recurrent models cost the same either way.
+    const earlier = makeBatch(model, [new Array<number>(context - 1).fill(0)]);
+    const x = model.embed(earlier, state);
+    for (let b = 0; b < model.nLayer; b++) model.block(b, x, earlier, state);
+  }
+  be.start();
+  const batch = makeBatch(model, [[0]]);
+  be.phase = 'embed';
+  const x = model.embed(batch, state);
+  for (let b = 0; b < model.nLayer; b++) {
+    be.phase = `block ${b}`;
+    model.block(b, x, batch, state);
+  }
+  be.phase = 'head';
+  model.head(x, 1);
+
+  const linear = (m: CountedMatmul, id: string): SiteShape => ({ id, rows: m.rows, cols: m.cols });
+  const result: CountedModel = {
+    sites: per.map((s) => ({
+      id: s.id,
+      rows: s.rows,
+      cols: s.cols,
+      ...(s.fedBy ? { fedBy: s.fedBy } : {}),
+    })),
+    denseLinears: Array.from({ length: model.nLayer }, (_, b) =>
+      be.matmuls
+        .filter((m) => m.phase === `block ${b}` && m.site === undefined)
+        .map((m, i) => linear(m, `dense ${i}`)),
+    ),
+    embedLinears: be.matmuls.filter((m) => m.phase === 'embed').map((m) => linear(m, 'embed')),
+    headLinears: be.matmuls.filter((m) => m.phase === 'head').map((m) => linear(m, 'head')),
+    groups: [...be.groups].map(([id, c]: [string, Required<OpCost>]) => ({
+      id,
+      detail: `${id.slice('ops: '.length)}: counted from the model's ops for one token`,
+      counts: { ...zeroCounts(), ...c },
+    })),
+  };
+  nameDenseLinears(result.denseLinears, model.arch);
+  return result;
+}
+
+/** Names the never-thresholded products of a block (OPT's one is its attention out_proj). */
+function nameDenseLinears(blocks: SiteShape[][], arch: string): void {
+  for (const b of blocks) {
+    b.forEach((l, i) => {
+      l.id = arch === 'opt' && b.length === 1 ? 'attn.out_proj' : `${arch}.dense.${i}`;
+    });
+  }
+}
+
+/**
+ * The elementwise work of one token through the whole model: the counted groups, plus
+ * the site inputs' events and compares for the given densities. `density(block, site)`
+ * is the fraction of non-zero inputs; `skipsZeros` says whether inputs are checked for
+ * zeros at all (false for the dense reference, which sends every value and compares
+ * nothing).
  */
 export function opTable(
   shape: ModelShape,
   density: (block: number, site: number) => number,
   skipsZeros: boolean,
 ): OpGroup[] {
-  if (shape.architecture === 'opt') return optOpTable(shape, density, skipsZeros);
-  if (shape.architecture !== 'rwkv4') {
-    throw new UserError(
-      `hw: no op table for architecture ${shape.architecture} (rwkv4 and opt so far)`,
-      'The element-wise work (norms, gates, recurrence) must be counted per architecture; add it to src/hardware/ops.ts.',
-    );
-  }
-  const ids = shape.sites.map((s) => s.id);
-  if (ids.join() !== RWKV4_SITE_IDS.join()) {
-    throw new UserError(
-      `hw: rwkv4 sites must be ${RWKV4_SITE_IDS.join(', ')} (got ${ids.join(', ')})`,
-    );
-  }
-  const d = shape.nEmbd;
-  const f = shape.sites[5].rows; // ffn.key: d → f
-  const L = shape.nLayer;
-  const g = (id: string, detail: string, c: Partial<OpCounts>): OpGroup => ({
-    id,
-    detail,
-    counts: { ...zero(), ...c },
-  });
-
-  // Layer norm over d: mean (d adds, 1 mul), variance (d subs, d squares, d adds, 1 mul),
-  // rsqrt(var + eps) (1 add, 1 rsqrt), (x−μ)·rstd·w + b (2d muls, d adds).
-  const nLn = 2 * L + 1; // ln1 and ln2 per block, ln_out before the head
-  const groups: OpGroup[] = [
-    g('ops: embedding', 'one embedding row read per token', { weightReads: d }),
-    g('ops: layer norms', `${nLn} layer norms of ${d}`, {
-      add: nLn * (4 * d + 1),
-      mul: nLn * (3 * d + 2),
-      rsqrt: nLn,
-    }),
-    // x·mix + shift(x)·(1−mix), 1−mix precomputed: 3 mixes in time-mix, 2 in channel-mix;
-    // the two shift vectors are state, read and replaced every token.
-    g('ops: token shift', `5 token-shift mixes of ${d} per block`, {
-      mul: L * 10 * d,
-      add: L * 5 * d,
-      stateReads: L * 2 * d,
-      stateWrites: L * 2 * d,
-    }),
-    // Per channel (reference.ts wkv4): ww = u+k; q = max(p, ww); e1 = exp(p−q); e2 = exp(ww−q);
-    // out = r·(e1·a + e2·v)/(e1·b + e2); then ww = p+w; q = max(ww, k); e1, e2 again;
-    // a = e1·a + e2·v; b = e1·b + e2; p = q  → 10 add, 7 mul, 4 exp, 1 div, 2 max; state a, b, p.
-    g('ops: WKV', `WKV recurrence over ${d} channels per block`, {
-      add: L * 10 * d,
-      mul: L * 7 * d,
-      exp: L * 4 * d,
-      div: L * d,
-      cmp: L * 2 * d,
-      stateReads: L * 3 * d,
-      stateWrites: L * 3 * d,
-    }),
-    // σ(x) = 1/(1+exp(−x)) on att.receptance and ffn.receptance outputs; the channel-mix
-    // output r·v is one more multiply per channel.
-    g('ops: sigmoid gates', `2 sigmoid gates of ${d} per block`, {
-      exp: L * 2 * d,
-      add: L * 2 * d,
-      div: L * 2 * d,
-      mul: L * d,
-    }),
-    g('ops: relu²', `relu² of ${f} per block`, { cmp: L * f, mul: L * f }),
-    g('ops: residual', `2 residual adds of ${d} per block`, { add: L * 2 * d }),
+  const c = countModel(shape);
+  return [
+    ...c.groups.map((g) => ({ ...g, counts: { ...g.counts } })),
+    ...siteInputOps(shape, c.sites, density, skipsZeros),
   ];
-
-  return [...groups, ...siteInputOps(shape, density, skipsZeros, 'ffn.value')];
 }
 
 /**
  * Site inputs made by element-wise stages become events (a site fed directly by another
- * layer's neurons, `fedByLayer`, is costed with that layer). With zero skipping, every
+ * layer's neurons, `fedBy`, is costed with that layer). With zero skipping, every
  * site-input value is compared against its threshold (or against zero).
  */
 function siteInputOps(
   shape: ModelShape,
+  sites: SiteShape[],
   density: (block: number, site: number) => number,
   skipsZeros: boolean,
-  fedByLayer: string,
 ): OpGroup[] {
   let events = 0;
   let compares = 0;
   for (let b = 0; b < shape.nLayer; b++) {
-    shape.sites.forEach((s, i) => {
-      if (s.id !== fedByLayer) events += density(b, i) * s.cols;
+    sites.forEach((s, i) => {
+      if (!s.fedBy) events += density(b, i) * s.cols;
       compares += s.cols;
     });
   }
@@ -191,71 +237,74 @@ function siteInputOps(
     {
       id: 'ops: site events',
       detail: 'site-input events from element-wise stages',
-      counts: { ...zero(), events },
+      counts: { ...zeroCounts(), events },
     },
   ];
   if (skipsZeros) {
     out.push({
       id: 'ops: thresholds',
       detail: 'one compare per site-input value',
-      counts: { ...zero(), cmp: compares },
+      counts: { ...zeroCounts(), cmp: compares },
     });
   }
   return out;
 }
 
 /**
- * OPT per token at context length t (src/models/opt.ts step mode): learned position
- * added to the embedding; per layer two layer norms, attention over t cached keys and
- * values (q·k for each, softmax, weighted sum of values; the cache is state), ReLU,
- * two residual adds and the biases of q, k, v, out_proj, fc1, fc2; the final layer norm.
+ * The config of a model from the facts an older file recorded (no `config`): RWKV-4's
+ * channel-mix width from its ffn.key site; OPT's head count is not recorded, so 64-wide
+ * heads are assumed (as every released OPT has).
  */
-function optOpTable(
-  shape: ModelShape,
-  density: (block: number, site: number) => number,
-  skipsZeros: boolean,
-): OpGroup[] {
-  const ids = shape.sites.map((s) => s.id);
-  if (ids.join() !== 'qkv,fc1,fc2')
-    throw new UserError(`hw: opt sites must be qkv, fc1, fc2 (got ${ids.join(', ')})`);
-  const d = shape.nEmbd;
-  const f = shape.sites[1].rows;
-  const L = shape.nLayer;
-  const t = shape.context ?? 256;
-  const nLn = 2 * L + 1;
-  const c = (x: Partial<OpCounts>): OpCounts => ({ ...zero(), ...x });
-  return [
-    {
-      id: 'ops: embedding',
-      detail: 'token and position rows, added',
-      counts: c({ weightReads: 2 * d, add: d }),
-    },
-    {
-      id: 'ops: layer norms',
-      detail: `${nLn} layer norms of ${d}`,
-      counts: c({ add: nLn * (4 * d + 1), mul: nLn * (3 * d + 2), rsqrt: nLn }),
-    },
-    {
-      // q·k over t keys (d MACs each), softmax over t per head (t exp, t add, t div, t−1 max),
-      // Σ p·v over t values (d MACs each); the new k, v appended to the cache.
-      id: 'ops: attention',
-      detail: `attention over ${t} cached tokens per layer (--context)`,
-      counts: c({
-        mul: L * (2 * d * t + d),
-        add: L * 2 * d * t,
-        exp: L * t * (d / 64),
-        div: L * t * (d / 64),
-        cmp: L * t * (d / 64),
-        stateReads: L * 2 * d * t,
-        stateWrites: L * 2 * d,
-      }),
-    },
-    { id: 'ops: relu', detail: `relu of ${f} per layer`, counts: c({ cmp: L * f }) },
-    {
-      id: 'ops: residual and biases',
-      detail: `2 residual adds of ${d} and 6 bias adds per layer`,
-      counts: c({ add: L * (2 * d + 5 * d + f) }),
-    },
-    ...siteInputOps(shape, density, skipsZeros, 'fc2'),
-  ];
+export function legacyConfig(
+  architecture: string,
+  nEmbd: number,
+  sites: readonly SiteShape[],
+  notes: string[],
+  file: string,
+): Record<string, unknown> {
+  const rows = (id: string) => sites.find((s) => s.id === id)?.rows;
+  if (architecture === 'rwkv4') return { nFfn: rows('ffn.key') ?? 4 * nEmbd };
+  if (architecture === 'opt') {
+    const nHead = Math.max(1, Math.round(nEmbd / 64));
+    notes.push(`${file} records no config: OPT heads of 64 assumed (${nHead} heads)`);
+    return { nFfn: rows('fc1') ?? 4 * nEmbd, nHead };
+  }
+  throw new UserError(
+    `${file}: no model.config for ${architecture}, and it cannot be derived`,
+    'Re-run the command that wrote it with this version of actsparse.',
+  );
+}
+
+/** Model facts as thresholds, results and bench files record them. */
+export interface ModelFacts {
+  architecture: string;
+  nLayer: number;
+  nEmbd: number;
+  nVocab: number;
+  siteShapes?: readonly { id: string; rows: number; cols: number }[];
+  config?: Record<string, unknown>;
+}
+
+/**
+ * The cost model's view of a model from recorded facts: its config (or one derived for
+ * older files), and the sites as the model defines them (checked against the recorded).
+ */
+export function shapeFromFacts(f: ModelFacts, file: string, notes: string[]): ModelShape {
+  const recorded = (f.siteShapes ?? []).map((s) => ({ id: s.id, rows: s.rows, cols: s.cols }));
+  const config = f.config ?? legacyConfig(f.architecture, f.nEmbd, recorded, notes, file);
+  const shape: ModelShape = {
+    architecture: f.architecture,
+    nLayer: f.nLayer,
+    nEmbd: f.nEmbd,
+    nVocab: f.nVocab,
+    sites: recorded,
+    config,
+  };
+  if (!f.siteShapes && f.architecture === 'rwkv4') {
+    notes.push(
+      `site shapes derived from the config (ffn ${String(config.nFfn)}): ${file} has no model.siteShapes`,
+    );
+  }
+  shape.sites = countModel(shape).sites;
+  return shape;
 }

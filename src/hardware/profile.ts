@@ -432,6 +432,7 @@ export const BenchJson = z
             siteShapes: z.array(
               z.object({ id: z.string(), rows: z.number().int(), cols: z.number().int() }),
             ),
+            config: z.record(z.string(), z.unknown()).optional(),
           })
           .optional(),
       })

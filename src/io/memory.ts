@@ -51,3 +51,37 @@ export function* readAll(ckpt: Checkpoint): Generator<NamedTensor> {
     yield { name: e.name, shape: [...e.shape], data: ckpt.read(e.name).data };
   }
 }
+
+/**
+ * A checkpoint of the given names and shapes whose every tensor reads as zeros, made
+ * on demand: for running a model's code where the values do not matter (counting its
+ * operations for `hw`) without holding its weights.
+ */
+export function zeroCheckpoint(
+  tensors: readonly { name: string; shape: number[] }[],
+  label: string,
+  meta: Record<string, unknown> = {},
+): Checkpoint {
+  const entries = new Map<string, TensorEntry>();
+  for (const t of tensors) {
+    entries.set(t.name, {
+      name: t.name,
+      fileName: t.name,
+      shape: t.shape,
+      dtype: 'f32',
+      byteLength: 4 * numel(t.shape),
+    });
+  }
+  return {
+    path: label,
+    format: 'safetensors',
+    tensors: entries,
+    meta,
+    read(name) {
+      const e = entries.get(name);
+      if (!e) throw new UserError(`${label}: no tensor "${name}"`);
+      return { shape: e.shape, data: new Float32Array(numel(e.shape)) };
+    },
+    close() {},
+  };
+}

@@ -18,6 +18,12 @@ export interface SiteSpec {
   readonly cols: number;
   /** Outputs fed: each non-zero input costs `rows` multiply-accumulates. */
   readonly rows: number;
+  /**
+   * When the input is another site's layer output after only an activation (RWKV-4's
+   * ffn.value reads relu²(ffn.key ·)): that site's id. An event-driven chip emits these
+   * events from that layer's neurons, so `hw` costs them there.
+   */
+  readonly fedBy?: string;
 }
 
 /**

@@ -211,7 +211,7 @@ export function optSiteTable(c: Pick<OptConfig, 'nLayer' | 'nEmbd' | 'nFfn'>): S
     perBlock: [
       { id: 'qkv', cols: d, rows: 3 * d }, // one input, three d×d products
       { id: 'fc1', cols: d, rows: f },
-      { id: 'fc2', cols: f, rows: d },
+      { id: 'fc2', cols: f, rows: d, fedBy: 'fc1' }, // relu(fc1 ·)
     ],
   };
 }
@@ -549,8 +549,9 @@ export class Opt implements LanguageModel<OptState> {
 
   /** y = W·x + bias for `rows` rows; zero skipping when site g has a threshold. */
   private linear(y: Buf, w: Proj, x: Buf, rows: number, g = -1): void {
+    const site = g >= 0 ? g : undefined;
     const skip = g >= 0 && skipZeros(w.weight, this.thresholds[g], rows);
-    this.backend.matmul(y, w.weight, x, rows, { bias: w.bias ?? undefined, skipZeros: skip });
+    this.backend.matmul(y, w.weight, x, rows, { bias: w.bias ?? undefined, site, skipZeros: skip });
   }
 
   /** One decoder layer over x [rows, d] in place (HF OPTDecoderLayer.forward). */

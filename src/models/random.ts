@@ -6,15 +6,27 @@
 import type { NamedTensor } from '../io/memory.ts';
 import { rng } from '../util/random.ts';
 
+/** A tensor to make: its name and shape, and how to fill it (called in list order). */
+export interface TensorSpec {
+  name: string;
+  shape: number[];
+  generate(): Float32Array;
+}
+
+/** The tensors of a spec list, generated in order (each draws from the seeded stream). */
+export function materialize(specs: readonly TensorSpec[]): NamedTensor[] {
+  return specs.map((t) => ({ name: t.name, shape: t.shape, data: t.generate() }));
+}
+
 /** Adds tensors filled by a seeded generator; `lin` keeps unit-scale inputs unit-scale. */
 function filler(seed: number) {
   const u = rng(seed);
   // Gaussian by Box–Muller.
   const gauss = () => Math.sqrt(-2 * Math.log(u() + 1e-12)) * Math.cos(2 * Math.PI * u());
-  const out: NamedTensor[] = [];
+  const out: TensorSpec[] = [];
   const add = (name: string, s: number[], g: (i: number) => number) => {
     const n = s.reduce((a, b) => a * b, 1);
-    out.push({ name, shape: s, data: Float32Array.from({ length: n }, (_, i) => g(i)) });
+    out.push({ name, shape: s, generate: () => Float32Array.from({ length: n }, (_, i) => g(i)) });
   };
   // A linear layer [rows, cols] with std `gain/√cols`.
   const lin = (name: string, rows: number, cols: number, gain = 1) =>
@@ -31,6 +43,11 @@ export interface RandomRwkv4Shape {
 }
 
 export function randomRwkv4(shape: RandomRwkv4Shape): NamedTensor[] {
+  return materialize(rwkv4Specs(shape));
+}
+
+/** The RWKV-4 tensors of a shape (BlinkDL names), to generate or only to size. */
+export function rwkv4Specs(shape: RandomRwkv4Shape): TensorSpec[] {
   const { nLayer, nEmbd: d, nVocab: V, seed = 1 } = shape;
   const f = shape.nFfn ?? 4 * d;
   const { u, gauss, out, add, lin } = filler(seed);
@@ -73,40 +90,68 @@ export interface RandomOptShape {
   nHead?: number;
   nFfn?: number;
   nPositions?: number;
+  /** word_embed_proj_dim (≠ nEmbd: project_in/out) */
+  nProj?: number;
+  /** do_layer_norm_before (default true) */
+  preLN?: boolean;
+  /** layer_norm_elementwise_affine (default true) */
+  lnAffine?: boolean;
+  /** enable_bias (default true) */
+  bias?: boolean;
+  /** tie_word_embeddings (default true) */
+  tied?: boolean;
   seed?: number;
 }
 
-/** Random pre-LN OPT weights (Hugging Face names) and the config.json that goes with them. */
+/** Random OPT weights (Hugging Face names) and the config.json that goes with them. */
 export function randomOpt(shape: RandomOptShape): {
   tensors: NamedTensor[];
+  config: Record<string, unknown>;
+} {
+  const { specs, config } = optSpecs(shape);
+  return { tensors: materialize(specs), config };
+}
+
+/** The OPT tensors of a shape and its config.json, to generate or only to size. */
+export function optSpecs(shape: RandomOptShape): {
+  specs: TensorSpec[];
   config: Record<string, unknown>;
 } {
   const { nLayer, nEmbd: d, nVocab: V, seed = 1 } = shape;
   const f = shape.nFfn ?? 4 * d;
   const P = shape.nPositions ?? 2048;
   const nHead = shape.nHead ?? Math.max(1, Math.round(d / 64));
+  const proj = shape.nProj ?? d;
+  const { preLN = true, lnAffine = true, bias = true, tied = true } = shape;
   const { gauss, add, lin, out } = filler(seed);
   const p = 'model.decoder.';
-  add(`${p}embed_tokens.weight`, [V, d], () => 0.1 * gauss());
+  add(`${p}embed_tokens.weight`, [V, proj], () => 0.1 * gauss());
   add(`${p}embed_positions.weight`, [P + 2, d], () => 0.02 * gauss());
+  if (proj !== d) lin(`${p}project_in.weight`, d, proj);
   const norm = (n: string) => {
+    if (!lnAffine) return;
     add(`${n}.weight`, [d], () => 1 + 0.1 * gauss());
     add(`${n}.bias`, [d], () => 0.1 * gauss());
+  };
+  const withBias = (n: string, rows: number) => {
+    if (bias) add(`${n}.bias`, [rows], () => 0.02 * gauss());
   };
   for (let b = 0; b < nLayer; b++) {
     const l = `${p}layers.${b}`;
     norm(`${l}.self_attn_layer_norm`);
     for (const c of ['q', 'k', 'v', 'out']) {
       lin(`${l}.self_attn.${c}_proj.weight`, d, d, c === 'out' ? 0.5 : 1);
-      add(`${l}.self_attn.${c}_proj.bias`, [d], () => 0.02 * gauss());
+      withBias(`${l}.self_attn.${c}_proj`, d);
     }
     norm(`${l}.final_layer_norm`);
     lin(`${l}.fc1.weight`, f, d);
-    add(`${l}.fc1.bias`, [f], () => 0.02 * gauss());
+    withBias(`${l}.fc1`, f);
     lin(`${l}.fc2.weight`, d, f, 0.5);
-    add(`${l}.fc2.bias`, [d], () => 0.02 * gauss());
+    withBias(`${l}.fc2`, d);
   }
-  norm(`${p}final_layer_norm`);
+  if (preLN) norm(`${p}final_layer_norm`);
+  if (proj !== d) lin(`${p}project_out.weight`, proj, d);
+  if (!tied) lin('lm_head.weight', V, proj);
   const config = {
     model_type: 'opt',
     vocab_size: V,
@@ -115,9 +160,12 @@ export function randomOpt(shape: RandomOptShape): {
     num_attention_heads: nHead,
     ffn_dim: f,
     max_position_embeddings: P,
-    word_embed_proj_dim: d,
-    do_layer_norm_before: true,
+    word_embed_proj_dim: proj,
+    do_layer_norm_before: preLN,
+    layer_norm_elementwise_affine: lnAffine,
+    enable_bias: bias,
+    tie_word_embeddings: tied,
     activation_function: 'relu',
   };
-  return { tensors: out, config };
+  return { specs: out, config };
 }

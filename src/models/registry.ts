@@ -7,11 +7,11 @@
  */
 import { UserError } from '../errors.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
-import { memoryCheckpoint } from '../io/memory.ts';
+import { memoryCheckpoint, zeroCheckpoint } from '../io/memory.ts';
 import type { Backend } from '../tensor/backend.ts';
 import type { LanguageModel } from './model.ts';
 import { Opt } from './opt.ts';
-import { randomOpt, randomRwkv4 } from './random.ts';
+import { optSpecs, randomOpt, randomRwkv4, rwkv4Specs } from './random.ts';
 import { Rwkv4 } from './rwkv4.ts';
 
 /**
@@ -36,11 +36,33 @@ export interface Architecture {
   load(ckpt: Checkpoint, backend: Backend, opts?: { sparse?: boolean }): LanguageModel;
   /** Random weights of this shape (a model's `config`, or dims and defaults), with a trained model's magnitudes. */
   random(shape: ArchShape, seed?: number): Checkpoint;
+  /** The same tensors as zeros made on demand: to run the model's code without its weights (`hw`). */
+  skeleton(shape: ArchShape): Checkpoint;
 }
 
 const has = (ckpt: Checkpoint, n: string) => ckpt.tensors.has(n);
 /** A numeric config field, or undefined for the default. */
 const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
+const rwkv4Shape = (s: ArchShape) => ({
+  nLayer: s.nLayer,
+  nEmbd: s.nEmbd,
+  nVocab: s.nVocab,
+  nFfn: num(s.nFfn),
+});
+const bool = (v: unknown): boolean | undefined => (typeof v === 'boolean' ? v : undefined);
+const optShape = (s: ArchShape) => ({
+  nLayer: s.nLayer,
+  nEmbd: s.nEmbd,
+  nVocab: s.nVocab,
+  nHead: num(s.nHead),
+  nFfn: num(s.nFfn),
+  nPositions: num(s.nPositions),
+  nProj: num(s.nProj),
+  preLN: bool(s.preLN),
+  lnAffine: bool(s.lnAffine),
+  bias: bool(s.bias),
+  tied: bool(s.tied),
+});
 
 /** In detection order: later RWKV versions share names with earlier ones. */
 export const ARCHITECTURES: readonly Architecture[] = [
@@ -52,16 +74,12 @@ export const ARCHITECTURES: readonly Architecture[] = [
       has(c, 'model.decoder.embed_tokens.weight') || has(c, 'decoder.embed_tokens.weight'),
     load: (c, be, o) => Opt.load(c, be, o),
     random: (s, seed = 1) => {
-      const { tensors, config } = randomOpt({
-        nLayer: s.nLayer,
-        nEmbd: s.nEmbd,
-        nVocab: s.nVocab,
-        nHead: num(s.nHead),
-        nFfn: num(s.nFfn),
-        nPositions: num(s.nPositions),
-        seed,
-      });
+      const { tensors, config } = randomOpt({ ...optShape(s), seed });
       return memoryCheckpoint(tensors, `<random opt ${s.nLayer}x${s.nEmbd}>`, { config });
+    },
+    skeleton: (s) => {
+      const { specs, config } = optSpecs(optShape(s));
+      return zeroCheckpoint(specs, `<opt ${s.nLayer}x${s.nEmbd}>`, { config });
     },
   },
   {
@@ -74,15 +92,10 @@ export const ARCHITECTURES: readonly Architecture[] = [
     load: (c, be, o) => Rwkv4.load(c, be, o),
     random: (s, seed = 1) =>
       memoryCheckpoint(
-        randomRwkv4({
-          nLayer: s.nLayer,
-          nEmbd: s.nEmbd,
-          nVocab: s.nVocab,
-          nFfn: num(s.nFfn),
-          seed,
-        }),
+        randomRwkv4({ ...rwkv4Shape(s), seed }),
         `<random rwkv4 ${s.nLayer}x${s.nEmbd}>`,
       ),
+    skeleton: (s) => zeroCheckpoint(rwkv4Specs(rwkv4Shape(s)), `<rwkv4 ${s.nLayer}x${s.nEmbd}>`),
   },
 ];
 

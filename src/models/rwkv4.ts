@@ -55,6 +55,8 @@ export function rwkv4SiteTable(c: Rwkv4Config): SiteTable {
       id,
       rows: id === 'ffn.key' ? f : d,
       cols: id === 'ffn.value' ? f : d,
+      // relu²(ffn.key ·) is the ffn.value input
+      ...(id === 'ffn.value' ? { fedBy: 'ffn.key' } : {}),
     })),
   };
 }
@@ -267,7 +269,10 @@ export class Rwkv4 implements LanguageModel<Rwkv4State> {
   ): void {
     const g = b * RWKV4_SITES.length + S[s];
     applySite(this, g, x, rows, w.cols, hook);
-    this.backend.matmul(y, w, x, rows, { skipZeros: skipZeros(w, this.thresholds[g], rows) });
+    this.backend.matmul(y, w, x, rows, {
+      site: g,
+      skipZeros: skipZeros(w, this.thresholds[g], rows),
+    });
   }
 
   /** Block `b` over x [rows, d] in place: x += att(LN(x; ln1)); x += ffn(LN(x; ln2)). */

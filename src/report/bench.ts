@@ -66,6 +66,7 @@ export interface ModelBench {
     nEmbd: number;
     nVocab: number;
     siteShapes: { id: string; rows: number; cols: number }[];
+    config: Record<string, unknown>;
   };
 }
 
@@ -391,6 +392,7 @@ async function benchModel(
       nEmbd: d,
       nVocab: V,
       siteShapes: per.map((x) => ({ id: x.id, rows: x.rows, cols: x.cols })),
+      config: { ...model.config },
     },
   };
 }

@@ -41,6 +41,8 @@ export const ThresholdsFile = z.object({
     siteShapes: z.array(
       z.object({ id: z.string(), rows: z.number().int(), cols: z.number().int() }),
     ),
+    /** The architecture's config (its dims and options), for `hw`'s op counts. */
+    config: z.record(z.string(), z.unknown()).optional(),
   }),
   data: z.object({
     description: z.string(),
@@ -95,6 +97,7 @@ export function modelFacts(model: LanguageModel) {
     comparison: model.sites.comparison,
     sitesPerBlock: model.sites.perBlock.map((s) => s.id),
     siteShapes: model.sites.perBlock.map((s) => ({ id: s.id, rows: s.rows, cols: s.cols })),
+    config: { ...model.config },
   };
 }
 

@@ -54,6 +54,11 @@ export interface MatmulOptions {
   /** y += bias [rows of W], broadcast over the input rows. */
   bias?: Buf;
   /**
+   * The global site whose thresholded input this product reads (absent for layers that
+   * are never thresholded): how `hw` tells site layers from dense ones (count.ts).
+   */
+  site?: number;
+  /**
    * For one input row: read only the weight rows of Wᵀ whose input is non-zero (x is
    * thresholded). Needs a weight prepared with `sparse`. Ignored for several rows.
    */

@@ -395,7 +395,7 @@ export function tokenShift(
     const start = offsets[b];
     const end = offsets[b + 1];
     // Backwards, so that out may be x itself.
-    for (let t = end - 1; t > start; t--) out.copyWithin(t * cols, (t - 1) * cols, t * cols);
+    for (let t = end - 1; t > start; t--) out.set(x.subarray((t - 1) * cols, t * cols), t * cols);
     if (end > start) out.set(prev.subarray(b * cols, (b + 1) * cols), start * cols);
   }
 }
