@@ -13,30 +13,18 @@ import { architecture, loadModel } from '../src/models/registry.ts';
 import { Rwkv4 } from '../src/models/rwkv4.ts';
 import { perTokenQuantileThresholds } from '../src/sparsity/quantile.ts';
 import type { Backend, Buf } from '../src/tensor/backend.ts';
-import { backendNotices, selectBackend } from '../src/tensor/select.ts';
+import { backendNotices } from '../src/tensor/select.ts';
 import { assertClose } from './helpers/assert.ts';
+import { cpuBackends } from './helpers/backends.ts';
 import { logitsOf, observe, stepAll } from './helpers/model.ts';
 import { needsShared, shared } from './helpers/shared.ts';
-
-/** Every backend; under CI all three must load (CI builds them). */
-function backends(): [string, Backend | null][] {
-  return (['js', 'wasm', 'native'] as const).map((n) => {
-    try {
-      return [n, selectBackend(n)];
-    } catch {
-      if (process.env.CI === 'true')
-        throw new Error(`backend ${n} must load in CI: ${backendNotices.join(' ')}`);
-      return [n, null];
-    }
-  });
-}
 
 const pth = 'models/pth/brown-rwkv4-3m.bf16.pth';
 const toks = 'models/pth/brown-rwkv4-3m.prompt-tokens.json';
 const refl = 'models/pth/brown-rwkv4-3m.prompt.ref.f32';
 
 describe('golden logits on every backend', () => {
-  for (const [name, backend] of backends()) {
+  for (const [name, backend] of cpuBackends()) {
     test(
       `${name}: brown-rwkv4 sequence (256) and step (32)`,
       {
@@ -74,7 +62,7 @@ function lambdasFor(model: LanguageModel, tokens: number[], zeros: number): Floa
 }
 
 describe('thresholded step mode (zero-skipping kernels) equals thresholded sequence mode', () => {
-  for (const [name, backend] of backends()) {
+  for (const [name, backend] of cpuBackends()) {
     // d = 512: block weights of ≥ 1 MiB, so step mode really reads them through the
     // zero-skipping kernel (smaller ones stay on the dense path, see skipZeros).
     test(name, backend ? {} : { skip: `${name} backend not built here` }, async () => {
@@ -124,7 +112,7 @@ describe('a batch of sequences equals each sequence alone', () => {
   const seqs = [17, 1, 0, 30, 5].map((n, s) =>
     Array.from({ length: n }, (_, i) => (i * 31 + s * 7 + 2) % 90),
   );
-  for (const [name, backend] of backends()) {
+  for (const [name, backend] of cpuBackends()) {
     const opts = backend ? {} : { skip: `${name} backend not built here` };
     test(
       `${name}: sequence mode, then one token each (step), dense and thresholded`,

@@ -5,11 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { type Backend, Seqs } from '../src/tensor/backend.ts';
+import { Seqs } from '../src/tensor/backend.ts';
 import * as ref from '../src/tensor/reference.ts';
-import { backendNotices, selectBackend } from '../src/tensor/select.ts';
 import { rng } from '../src/util/random.ts';
 import { assertClose } from './helpers/assert.ts';
+import { cpuBackends } from './helpers/backends.ts';
 
 const F = (...v: number[]) => Float32Array.from(v);
 const rand = (n: number, seed: number, scale = 1) => {
@@ -138,19 +138,6 @@ describe('reference definitions on hand-computed values', () => {
     assertClose(sums, [1 + 0, 2.5 + 0, 3.7 + 0.7 * 8], { atol: 1e-9 });
   });
 });
-
-/** The CPU tiers; under CI all three must load. */
-function cpuBackends(): [string, Backend | null][] {
-  return (['js', 'wasm', 'native'] as const).map((n) => {
-    try {
-      return [n, selectBackend(n)];
-    } catch {
-      if (process.env.CI === 'true')
-        throw new Error(`backend ${n} must load in CI: ${backendNotices.join(' ')}`);
-      return [n, null];
-    }
-  });
-}
 
 describe('every CPU backend equals the reference definitions', () => {
   for (const [name, be] of cpuBackends()) {

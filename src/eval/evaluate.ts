@@ -3,9 +3,9 @@
  * tasks and held-out text loss, with the per-site sparsity measured while it ran.
  */
 import type { Tokenizer } from '../io/tokenizer.ts';
-import type { LanguageModel, SiteHook } from '../models/model.ts';
+import type { LanguageModel } from '../models/model.ts';
 import { textLoss } from '../sparsity/evaluator.ts';
-import { macWeighted } from '../sparsity/plan.ts';
+import { macWeighted, zeroCounter } from '../sparsity/plan.ts';
 import { scoreRequests } from './scorer.ts';
 import { computeMetrics } from './tasks/metrics.ts';
 import type { Item, Metrics, Scored } from './tasks/task.ts';
@@ -35,15 +35,9 @@ export async function evaluate(
   texts: readonly TextInput[],
   onProgress?: (label: string, done: number, total: number) => void,
 ): Promise<EvalRun> {
-  const be = model.backend;
-  const nSites = model.thresholds.length;
   // Zeros of every site's input, counted on the backend while everything runs.
-  const zeros = be.tally(nSites);
-  const total = new Float64Array(nSites);
-  const hook: SiteHook = (g, x, rows, cols) => {
-    be.tallyZeros(zeros, g, x, rows * cols);
-    total[g] += rows * cols;
-  };
+  const counter = zeroCounter(model);
+  const hook = counter.hook;
   const run: EvalRun = { tasks: {}, texts: {}, siteSparsity: [], macWeightedSparsity: 0 };
   for (const { name, items } of tasks) {
     const t0 = performance.now();
@@ -77,8 +71,7 @@ export async function evaluate(
     };
     onProgress?.(name, 1, 1);
   }
-  const z = await be.readTally(zeros);
-  run.siteSparsity = Array.from(z, (v, g) => (total[g] ? v / total[g] : 0));
+  run.siteSparsity = Array.from(await counter.read());
   run.macWeightedSparsity = macWeighted(model, run.siteSparsity);
   return run;
 }

@@ -16,7 +16,7 @@ import { UserError } from '../errors.ts';
 import { makeBatch } from '../models/model.ts';
 import { type ArchShape, architecture } from '../models/registry.ts';
 import type { OpCost } from '../tensor/backend.ts';
-import { type CountedMatmul, CountingBackend } from '../tensor/count.ts';
+import { type CountedMatmul, CountingBackend, emptyCost } from '../tensor/count.ts';
 
 /** Per-token operation counts (element-wise ops; state and weight values; events). */
 export interface OpCounts {
@@ -82,18 +82,7 @@ export interface CountedModel {
   groups: OpGroup[];
 }
 
-const zeroCounts = (): OpCounts => ({
-  add: 0,
-  mul: 0,
-  cmp: 0,
-  exp: 0,
-  div: 0,
-  rsqrt: 0,
-  stateReads: 0,
-  stateWrites: 0,
-  weightReads: 0,
-  events: 0,
-});
+const zeroCounts = (): OpCounts => ({ ...emptyCost(), events: 0 });
 
 const counted = new Map<string, CountedModel>();
 

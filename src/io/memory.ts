@@ -18,31 +18,12 @@ export function memoryCheckpoint(
   meta: Record<string, unknown> = {},
 ): Checkpoint {
   const byName = new Map<string, NamedTensor>();
-  const entries = new Map<string, TensorEntry>();
   for (const t of tensors) {
     if (numel(t.shape) !== t.data.length)
       throw new Error(`${t.name}: ${t.data.length} values for shape [${t.shape}]`);
     byName.set(t.name, t);
-    entries.set(t.name, {
-      name: t.name,
-      fileName: t.name,
-      shape: t.shape,
-      dtype: 'f32',
-      byteLength: t.data.byteLength,
-    });
   }
-  return {
-    path: label,
-    format: 'safetensors',
-    tensors: entries,
-    meta,
-    read(name) {
-      const t = byName.get(name);
-      if (!t) throw new UserError(`${label}: no tensor "${name}"`);
-      return { shape: t.shape, data: t.data.slice() };
-    },
-    close() {},
-  };
+  return checkpointOf(tensors, label, meta, (name) => byName.get(name)!.data.slice());
 }
 
 /** Every tensor of a checkpoint, read in file order (for converters). */
@@ -62,6 +43,16 @@ export function zeroCheckpoint(
   label: string,
   meta: Record<string, unknown> = {},
 ): Checkpoint {
+  return checkpointOf(tensors, label, meta, (_, shape) => new Float32Array(numel(shape)));
+}
+
+/** A float32 checkpoint of these names and shapes whose data `read` supplies. */
+function checkpointOf(
+  tensors: readonly { name: string; shape: number[] }[],
+  label: string,
+  meta: Record<string, unknown>,
+  read: (name: string, shape: readonly number[]) => Float32Array,
+): Checkpoint {
   const entries = new Map<string, TensorEntry>();
   for (const t of tensors) {
     entries.set(t.name, {
@@ -80,7 +71,7 @@ export function zeroCheckpoint(
     read(name) {
       const e = entries.get(name);
       if (!e) throw new UserError(`${label}: no tensor "${name}"`);
-      return { shape: e.shape, data: new Float32Array(numel(e.shape)) };
+      return { shape: e.shape, data: read(name, e.shape) };
     },
     close() {},
   };

@@ -178,20 +178,36 @@ export async function measureSparsity(
   model: LanguageModel,
   windows: readonly (readonly number[])[],
 ): Promise<Float64Array> {
+  const counter = zeroCounter(model);
+  for (const w of windowBatches(model, windows)) {
+    const state = model.newState(w.batch.seqs.count);
+    forward(model, w.batch, state, { hook: counter.hook, logits: 'none' });
+    state.free();
+    model.backend.free(w.batch.ids);
+  }
+  return counter.read();
+}
+
+/**
+ * A hook that counts the zeros of every site's input on the backend while a model
+ * runs, and `read()` for the fraction of zeros per site (one read-back).
+ */
+export function zeroCounter(model: LanguageModel): {
+  hook: SiteHook;
+  read(): Promise<Float64Array>;
+} {
   const be = model.backend;
   const nSites = model.thresholds.length;
   const t = be.tally(nSites);
   const total = new Float64Array(nSites);
-  const hook: SiteHook = (g, x, rows, cols) => {
-    be.tallyZeros(t, g, x, rows * cols);
-    total[g] += rows * cols;
+  return {
+    hook: (g, x, rows, cols) => {
+      be.tallyZeros(t, g, x, rows * cols);
+      total[g] += rows * cols;
+    },
+    async read() {
+      const zeros = await be.readTally(t);
+      return zeros.map((z, g) => (total[g] ? z / total[g] : 0));
+    },
   };
-  for (const w of windowBatches(model, windows)) {
-    const state = model.newState(w.batch.seqs.count);
-    forward(model, w.batch, state, { hook, logits: 'none' });
-    state.free();
-    be.free(w.batch.ids);
-  }
-  const zeros = await be.readTally(t);
-  return zeros.map((z, g) => (total[g] ? z / total[g] : 0));
 }

@@ -75,7 +75,8 @@ const GROUP: Record<string, string> = {
 /** Counts per breakdown group: `ops: layer norms`, `ops: wkv4`, … */
 export type CountedGroups = Map<string, Required<OpCost>>;
 
-const zero = (): Required<OpCost> => ({
+/** Every count at zero. */
+export const emptyCost = (): Required<OpCost> => ({
   add: 0,
   mul: 0,
   cmp: 0,
@@ -106,7 +107,7 @@ export class CountingBackend implements Backend {
 
   private add(group: string, c: OpCost, times = 1): void {
     if (!this.counting || times === 0) return;
-    const g = this.groups.get(group) ?? zero();
+    const g = this.groups.get(group) ?? emptyCost();
     for (const k of Object.keys(c) as (keyof OpCost)[]) g[k] += (c[k] ?? 0) * times;
     this.groups.set(group, g);
   }
