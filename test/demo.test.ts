@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { readThresholds } from '../src/sparsity/plan.ts';
+import { readThresholds } from '../src/formats/thresholds.ts';
 import { runCommand } from './helpers/cli.ts';
 import { tmpDir } from './helpers/shared.ts';
 

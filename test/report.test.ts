@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { reportCommand } from '../src/cli/commands/report.ts';
 import { UserError } from '../src/errors.ts';
-import { HwFile } from '../src/report/load.ts';
+import { HwFile } from '../src/formats/hw.ts';
 import { ACC, HOSTILE, makeReportRuns, quietIo } from './helpers/report-runs.ts';
 import { tmpDir } from './helpers/shared.ts';
 
@@ -97,7 +97,7 @@ describe('report of one run folder with every file', async () => {
     assert.equal(marks(by['sparsity-by-site'], 'bar'), 2 * sites);
     assert.equal(marks(by['sparsity-by-block'], 'bar'), 2 * plan.model.nLayer);
     // Each block's bar is the MAC-weighted mean of its sites (rows × cols of the layer fed).
-    const macs = new Map(plan.model.siteShapes.map((x) => [x.id, x.rows * x.cols]));
+    const macs = new Map((plan.model.siteShapes ?? []).map((x) => [x.id, x.rows * x.cols]));
     for (let b = 0; b < plan.model.nLayer; b++) {
       const rows = plan.sites.filter((x) => x.block === b);
       const den = rows.reduce((a, x) => a + macs.get(x.site)!, 0);

@@ -1,12 +1,9 @@
 /** Opening a model the way every command does: checkpoint, backend, tokenizer. */
+import { openModel as openModelFile } from '../api.ts';
 import { UserError } from '../errors.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
-import { openCheckpoint } from '../io/open.ts';
-import { type Tokenizer, tokenizerForModel } from '../io/tokenizer.ts';
+import type { Tokenizer } from '../io/tokenizer.ts';
 import type { LanguageModel } from '../models/model.ts';
-import { loadModel } from '../models/registry.ts';
-import { applyThresholds, readThresholds } from '../sparsity/plan.ts';
-import { selectBackend } from '../tensor/select.ts';
 import { type Parsed, str } from './args.ts';
 
 export interface Loaded {
@@ -15,28 +12,14 @@ export interface Loaded {
   tokenizer: Tokenizer;
 }
 
-/**
- * Opens checkpoint, backend and tokenizer; with --thresholds, also the zero-skipping
- * weight copies and the λ of a thresholds file made for this model.
- */
+/** The library's openModel with the command's --backend, --thresholds and --tokenizer. */
 export function openModel(path: string, p: Parsed): Loaded {
-  const backend = selectBackend(str(p, 'backend'));
-  const thresholds = str(p, 'thresholds');
-  const plan = thresholds ? readThresholds(thresholds) : null;
-  const ckpt = openCheckpoint(path);
-  try {
-    const model = loadModel(ckpt, backend, { sparse: !!plan });
-    if (plan) applyThresholds(model, plan, thresholds!);
-    const tokenizer = tokenizerForModel({
-      modelPath: path,
-      vocabSize: model.nVocab,
-      explicit: str(p, 'tokenizer'),
-    });
-    return { ckpt, model, tokenizer };
-  } catch (e) {
-    ckpt.close();
-    throw e;
-  }
+  const o = openModelFile(path, {
+    backend: str(p, 'backend'),
+    thresholds: str(p, 'thresholds'),
+    tokenizer: str(p, 'tokenizer'),
+  });
+  return { ckpt: o.checkpoint, model: o.model, tokenizer: o.tokenizer };
 }
 
 /** "1,2,3" → [1, 2, 3], each checked against the vocabulary. */

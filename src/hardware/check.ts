@@ -3,10 +3,11 @@
  * latency for the model `actsparse bench` timed, beside the decode speed it measured.
  */
 import { UserError } from '../errors.ts';
+import type { BenchResult } from '../formats/bench.ts';
 import { estimate } from './estimate.ts';
 import type { CostInput } from './inputs.ts';
 import { type ModelShape, shapeFromFacts } from './ops.ts';
-import type { BenchJson, Evidence, Mapping, Profile } from './profile.ts';
+import type { Evidence, Mapping, Profile } from './profile.ts';
 
 export interface BenchCheck {
   /** The model the bench decoded. */
@@ -25,7 +26,7 @@ export interface BenchCheck {
 export function benchCheck(
   profile: Profile,
   mapping: Mapping,
-  bench: BenchJson,
+  bench: BenchResult,
 ): BenchCheck | null {
   const mb = bench.model;
   if (!mb) return null;

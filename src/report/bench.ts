@@ -4,6 +4,7 @@
  * that ratios are fair on a shared, noisy machine.
  */
 import { cpus } from 'node:os';
+import type { BenchResult, ModelBench, Stat } from '../formats/bench.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import {
   forward,
@@ -17,58 +18,6 @@ import { architecture, loadModel } from '../models/registry.ts';
 import type { Backend } from '../tensor/backend.ts';
 import * as native from '../tensor/native/index.ts';
 import { rng } from '../util/random.ts';
-
-export interface Stat {
-  median: number;
-  min: number;
-  max: number;
-}
-
-export interface BenchResult {
-  formatVersion: 1;
-  machine: { cpu: string; cores: number; node: string };
-  backends: string[];
-  /** GB/s reading a ≥ 256 MiB buffer (native only: JS cannot stream at DRAM speed). */
-  bandwidth: { threads: number; gbps: Stat }[];
-  gemm: { backend: string; threads: number; shape: string; gflops: Stat }[];
-  gemv: { backend: string; threads: number; shape: string; gbps: Stat }[];
-  sparse: {
-    backend: string;
-    threads: number;
-    zeros: number;
-    speedup: Stat;
-    ideal: number;
-    /** What the speedup is measured against (the fastest dense path). */
-    baseline?: string;
-  }[];
-  model?: ModelBench;
-}
-
-export interface ModelBench {
-  source: string;
-  backend: string;
-  shape: string;
-  /** Bytes of weights one token reads densely (block layers + head). */
-  weightBytesPerToken: number;
-  decodeDense: Stat;
-  /** The bandwidth floor for dense decode: bandwidth ÷ bytes per token. */
-  floorTokensPerSec: number | null;
-  /** The sparsity λ was chosen for, or null for calibrated thresholds. */
-  targetZeros: number | null;
-  measuredZeros: number;
-  decodeSparse: Stat;
-  sequenceT: number;
-  sequence: Stat | null;
-  /** The model's shape, for cost models (`actsparse hw --bench`). */
-  facts: {
-    architecture: string;
-    nLayer: number;
-    nEmbd: number;
-    nVocab: number;
-    siteShapes: { id: string; rows: number; cols: number }[];
-    config: Record<string, unknown>;
-  };
-}
 
 export interface BenchOptions {
   backends: Backend[];

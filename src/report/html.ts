@@ -346,8 +346,8 @@ function provenance(run: Run): string {
   if (e) {
     const c = e.config;
     rows.push(
-      ['eval: model file', e.model.file],
-      ['eval: weights fingerprint', e.model.fingerprint],
+      ['eval: model file', e.model?.file ?? 'not recorded'],
+      ['eval: weights fingerprint', e.model?.fingerprint ?? 'not recorded'],
       ['eval: thresholds', c.thresholds === null ? 'none (dense)' : json(c.thresholds ?? '')],
       ['eval: tasks', json(c.tasks ?? '')],
       ['eval: task folder', c.taskDir == null ? '' : json(c.taskDir)],

@@ -6,7 +6,9 @@
 import { parse, View } from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 import { UserError } from '../errors.ts';
-import type { BenchFile, HwFile, Run, RunFacts, SiteZeros } from './load.ts';
+import type { BenchResult as BenchFile } from '../formats/bench.ts';
+import type { HwFile } from '../formats/hw.ts';
+import type { Run, RunFacts, SiteZeros } from './load.ts';
 
 export interface Plot {
   /** File-name stem for --png (letters, digits, dashes). */

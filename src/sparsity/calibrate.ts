@@ -3,54 +3,34 @@
  *
  *   journal.jsonl     config, then one line per decided site (written as it goes), so
  *                     that `resume` after a kill finishes with byte-identical files
- *   thresholds.json   λ per site with provenance and measured sparsity (plan.ts)
+ *   thresholds.json   λ per site with provenance and measured sparsity
  *   calibration.csv   every evaluated candidate: block, site, K, λ, loss, ratio, accepted
  *   config.json       the effective configuration
+ *
+ * (The file formats are in src/formats/.)
  */
 import { createHash } from 'node:crypto';
-import {
-  appendFileSync,
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  renameSync,
-  writeFileSync,
-} from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadCorpus, splitDocuments, tokenizeDocuments } from '../data/documents.ts';
+import { textWindows, tokenWindows } from '../data/windows.ts';
 import { UserError } from '../errors.ts';
-import { loadCorpus, splitDocuments, tokenizeDocuments, tokenWindows } from '../eval/documents.ts';
-import type { Tokenizer } from '../io/tokenizer.ts';
-import { type LanguageModel, withThresholds } from '../models/model.ts';
-import { ModelEvaluator, textLoss } from './evaluator.ts';
 import {
-  headMacShare,
-  macWeighted,
-  measureSparsity,
-  modelFacts,
-  type ThresholdsFile,
-} from './plan.ts';
+  type CalibrationConfig,
+  writeCalibrationConfig,
+  writeCalibrationCsv,
+} from '../formats/calibration.ts';
+import { modelFacts } from '../formats/facts.ts';
+import { THRESHOLDS_KIND, type ThresholdsFile, writeThresholds } from '../formats/thresholds.ts';
+import type { Tokenizer } from '../io/tokenizer.ts';
+import { textLoss } from '../models/loss.ts';
+import { type LanguageModel, withThresholds } from '../models/model.ts';
+import { ModelEvaluator } from './evaluator.ts';
+import { headMacShare, macWeighted, measureSparsity } from './plan.ts';
 import { denseDecisions, paperSearch, type SiteDecision, uniformSearch } from './search.ts';
 import { tealSearch } from './teal.ts';
 
-export interface CalibrationConfig {
-  method: 'paper' | 'uniform' | 'teal' | 'none';
-  /** `brown` or a .txt / .jsonl path. */
-  data: string;
-  docs: number;
-  ctx: number;
-  windows: number;
-  seed: number;
-  statistic: 'per-token' | 'pooled';
-  lossInc: number;
-  grid: 'linear' | 'exp';
-  startK: number;
-  kNum: number;
-  faithful: boolean;
-  /** uniform: K at every site. */
-  keep: number;
-  /** teal: MAC-weighted sparsity to reach in every block. */
-  targetSparsity: number;
-}
+export type { CalibrationConfig };
 
 export interface ModelSource {
   file: string;
@@ -60,7 +40,7 @@ export interface ModelSource {
 
 export interface CalibrationWindows {
   windows: number[][];
-  /** Windows of the same size from the held-out documents (up to as many). */
+  /** The held-out documents as text windows (data/windows.ts: the one text loss), up to as many. */
   heldOut: number[][];
   documents: string[];
   description: string;
@@ -94,7 +74,7 @@ export function calibrationWindows(
   );
   return {
     windows,
-    heldOut: tokenWindows(heldTokens, cfg.ctx + 1, cfg.windows),
+    heldOut: textWindows(heldTokens, cfg.ctx, cfg.windows),
     documents: split.calibration.map((d) => d.id),
     description: corpus.description,
     sha256: hash.digest('hex'),
@@ -198,15 +178,16 @@ export async function calibrate(
   // Held-out loss, dense and with the thresholds, on documents calibration never saw.
   const heldOut = { windows: data.heldOut.length, denseLoss: Number.NaN, sparseLoss: Number.NaN };
   if (data.heldOut.length) {
-    heldOut.sparseLoss = await textLoss(model, data.heldOut);
-    heldOut.denseLoss = await withThresholds(model, new Float32Array(model.thresholds.length), () =>
-      textLoss(model, data.heldOut),
-    );
+    heldOut.sparseLoss = (await textLoss(model, data.heldOut)).meanNll;
+    const dense = new Float32Array(model.thresholds.length);
+    heldOut.denseLoss = (
+      await withThresholds(model, dense, () => textLoss(model, data.heldOut))
+    ).meanNll;
   }
 
   const plan: ThresholdsFile = {
     formatVersion: 1,
-    kind: 'actsparse.thresholds',
+    kind: THRESHOLDS_KIND,
     tool: source.tool,
     model: {
       file: source.file,
@@ -247,17 +228,12 @@ export async function calibrate(
       loss: Number.isFinite(d.loss) ? d.loss : null,
     })),
   };
-  const csv = ['block,site,k,lambda,loss,ratio,accepted'];
-  for (const d of decisions) {
-    for (const c of d.candidates)
-      csv.push([c.block, c.site, c.k, c.lambda, c.loss, c.ratio, c.accepted].join(','));
-  }
-  writeAtomic(join(outDir, 'calibration.csv'), `${csv.join('\n')}\n`);
-  writeAtomic(
-    join(outDir, 'config.json'),
-    `${JSON.stringify({ formatVersion: 1, ...cfg }, null, 2)}\n`,
+  writeCalibrationCsv(
+    join(outDir, 'calibration.csv'),
+    decisions.flatMap((d) => d.candidates),
   );
-  writeAtomic(join(outDir, 'thresholds.json'), `${JSON.stringify(plan, null, 2)}\n`);
+  writeCalibrationConfig(join(outDir, 'config.json'), cfg);
+  writeThresholds(join(outDir, 'thresholds.json'), plan);
   return { plan, decidedNow };
 }
 
@@ -310,10 +286,4 @@ function methodParams(cfg: CalibrationConfig): Record<string, unknown> {
     case 'none':
       return {};
   }
-}
-
-function writeAtomic(path: string, text: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
 }

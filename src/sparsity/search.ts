@@ -10,6 +10,8 @@
  * (`teal` lives in teal.ts.)
  */
 
+import type { Candidate } from '../formats/calibration.ts';
+
 /** A value now, or once a backend has read it back. */
 export type Awaitable<T> = T | Promise<T>;
 
@@ -44,16 +46,7 @@ export interface PaperOptions {
 }
 
 /** One evaluated candidate: a row of calibration.csv. */
-export interface Candidate {
-  block: number;
-  site: string;
-  k: number;
-  lambda: number;
-  loss: number;
-  /** loss / base of the site's search. */
-  ratio: number;
-  accepted: boolean;
-}
+export type { Candidate };
 
 /** The decision for one site: a line of the journal and of thresholds.json. */
 export interface SiteDecision {

@@ -18,8 +18,9 @@ import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { loadCorpus, splitDocuments, tokenizeDocuments } from '../data/documents.ts';
+import { textWindows } from '../data/windows.ts';
 import { UserError } from '../errors.ts';
-import { loadCorpus, splitDocuments, tokenizeDocuments, tokenWindows } from '../eval/documents.ts';
 import { openSafetensors, writeAll, writeAtomically, writeSafetensors } from '../io/safetensors.ts';
 import { ByteTokenizer } from '../io/tokenizer.ts';
 import type { Rwkv4Config } from '../models/rwkv4.ts';
@@ -170,8 +171,9 @@ export function loadTrainData(cfg: TrainConfig): TrainData {
     split.heldOut.map((d) => d.text),
     tok,
   );
-  // Windows spread evenly over the held-out text.
-  const all = tokenWindows(held, cfg.ctx + 1, Number.POSITIVE_INFINITY);
+  // The text windows of the one text loss (data/windows.ts), full-length ones (the
+  // trainer's batches are ctx wide), spread evenly over the held-out text.
+  const all = textWindows(held, cfg.ctx).filter((w) => w.length === cfg.ctx + 1);
   const n = Math.min(cfg.evalWindows, all.length);
   const heldOut = Array.from({ length: n }, (_, i) =>
     Uint8Array.from(all[Math.floor((i * all.length) / n)]),

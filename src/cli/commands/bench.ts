@@ -1,12 +1,13 @@
 import { UserError } from '../../errors.ts';
+import { writeBench } from '../../formats/bench.ts';
+import { readThresholds } from '../../formats/thresholds.ts';
 import { openCheckpoint } from '../../io/open.ts';
 import { formatBench, runBench } from '../../report/bench.ts';
-import { applyThresholds, readThresholds } from '../../sparsity/plan.ts';
+import { applyThresholds } from '../../sparsity/plan.ts';
 import type { Backend } from '../../tensor/backend.ts';
 import { selectBackend } from '../../tensor/select.ts';
 import { num, parse, str } from '../args.ts';
 import type { Command } from '../io.ts';
-import { writeFileAtomic } from '../output.ts';
 
 const usage =
   'actsparse bench [--model FILE | --shape LAYERSxEMBD] [--vocab N] [--sparsity 0.6] [--seq-len 512] [--repeats 9] [--backend LIST] [--json FILE] [--quick] [--model-only] [--thresholds FILE (with --model)]';
@@ -79,7 +80,7 @@ export const bench: Command = {
       });
       io.out(formatBench(result));
       const json = str(p, 'json');
-      if (json) writeFileAtomic(json, `${JSON.stringify(result, null, 2)}\n`);
+      if (json) writeBench(json, result);
     } finally {
       checkpoint?.close();
     }

@@ -2,11 +2,11 @@ import { resolve } from 'node:path';
 import { UserError } from '../../errors.ts';
 import { sha256OfPath } from '../../io/hash.ts';
 import { type CalibrationConfig, calibrate } from '../../sparsity/calibrate.ts';
+import { toolVersion } from '../../version.ts';
 import { modelOptions, num, parse, positionals, str } from '../args.ts';
 import { openModel } from '../common.ts';
 import type { Command } from '../io.ts';
 import { progress } from '../progress.ts';
-import { toolVersion } from '../version.ts';
 
 const usage =
   'actsparse calibrate <model> --out DIR [--data brown|FILE] [--method paper|uniform|teal|none] [--loss-inc 1.0005] ' +

@@ -1,20 +1,14 @@
 import { UserError } from '../../errors.ts';
+import { type BenchResult, readBench } from '../../formats/bench.ts';
+import { writeHw } from '../../formats/hw.ts';
 import { type BenchCheck, benchCheck } from '../../hardware/check.ts';
 import { estimate } from '../../hardware/estimate.ts';
 import { estimateJson, formatEstimate } from '../../hardware/format.ts';
 import { type CostInput, parseShape, readRun, whatIf } from '../../hardware/inputs.ts';
-import {
-  applySets,
-  type BenchJson,
-  loadMapping,
-  loadProfile,
-  profileWithBench,
-  readBench,
-} from '../../hardware/profile.ts';
+import { applySets, loadMapping, loadProfile, profileWithBench } from '../../hardware/profile.ts';
+import { toolVersion } from '../../version.ts';
 import { num, parse, str } from '../args.ts';
 import type { Command } from '../io.ts';
-import { writeFileAtomic } from '../output.ts';
-import { toolVersion } from '../version.ts';
 
 const usage =
   'actsparse hw <run-dir|thresholds.json|results.json> [--profile seneca|loihi|generic45|cpu|FILE] ' +
@@ -96,7 +90,7 @@ export const hwCommand: Command = {
       throw new UserError('hw: --context applies to attention models (opt)');
 
     let profile = loadProfile(str(p, 'profile') ?? 'seneca');
-    let bench: BenchJson | null = null;
+    let bench: BenchResult | null = null;
     const benchFile = str(p, 'bench');
     if (benchFile) {
       bench = readBench(benchFile);
@@ -114,10 +108,7 @@ export const hwCommand: Command = {
     io.out(formatEstimate(result, check));
     const json = str(p, 'json');
     if (json) {
-      writeFileAtomic(
-        json,
-        `${JSON.stringify(estimateJson(result, check, toolVersion()), null, 2)}\n`,
-      );
+      writeHw(json, estimateJson(result, check, toolVersion()));
       io.err(`wrote ${json}\n`);
     }
   },

@@ -1,9 +1,9 @@
 import { UserError } from '../../errors.ts';
 import { sequenceLogits, step } from '../../models/model.ts';
+import { writeFileAtomic } from '../../util/files.ts';
 import { modelOptions, parse, positionals, str } from '../args.ts';
 import { openModel, parseTokenList } from '../common.ts';
 import type { Command } from '../io.ts';
-import { writeFileAtomic } from '../output.ts';
 
 const usage =
   'actsparse logits <model> (--text S | --tokens 1,2,3) --out FILE [--mode sequence|step]';

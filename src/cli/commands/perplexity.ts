@@ -1,6 +1,7 @@
+import { readDocuments, tokenizeDocuments } from '../../data/documents.ts';
+import { textWindows } from '../../data/windows.ts';
 import { UserError } from '../../errors.ts';
-import { readDocuments, tokenizeDocuments } from '../../eval/documents.ts';
-import { cutWindows, windowLoss } from '../../eval/loss.ts';
+import { textLoss } from '../../models/loss.ts';
 import { modelOptions, num, parse, positionals } from '../args.ts';
 import { openModel } from '../common.ts';
 import type { Command } from '../io.ts';
@@ -24,11 +25,11 @@ export const perplexity: Command = {
     const docs = readDocuments(file);
     const { model, tokenizer, ckpt } = openModel(path, p);
     ckpt.close();
-    const windows = cutWindows(tokenizeDocuments(docs, tokenizer), ctx + 1).slice(0, maxWindows);
+    const windows = textWindows(tokenizeDocuments(docs, tokenizer), ctx, maxWindows);
     if (windows.length === 0)
       throw new UserError(`${file}: too little text to score (fewer than 2 tokens)`);
     const t0 = performance.now();
-    const r = await windowLoss(model, windows);
+    const r = await textLoss(model, windows);
     const s = (performance.now() - t0) / 1000;
     io.out(
       `documents ${docs.length}, windows ${windows.length} of up to ${ctx + 1} tokens, ${r.tokens} predictions\n` +

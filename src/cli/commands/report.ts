@@ -1,10 +1,10 @@
 import { join, resolve } from 'node:path';
 import { UserError } from '../../errors.ts';
 import { loadRuns } from '../../report/load.ts';
+import { writeFileAtomic } from '../../util/files.ts';
+import { toolVersion } from '../../version.ts';
 import { parse, str } from '../args.ts';
 import type { Command } from '../io.ts';
-import { writeFileAtomic } from '../output.ts';
-import { toolVersion } from '../version.ts';
 
 const usage = 'actsparse report <run-dir…> --out FILE.html [--png DIR] [--title TEXT]';
 

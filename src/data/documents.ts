@@ -108,11 +108,3 @@ export function splitDocuments(docs: readonly Doc[], count: number, seed: number
   }
   return { calibration: pool.slice(0, Math.min(count, pool.length)), heldOut };
 }
-
-/** Non-overlapping windows of `size` tokens (ctx + 1) from a token stream; the tail is dropped. */
-export function tokenWindows(tokens: readonly number[], size: number, max: number): number[][] {
-  const out: number[][] = [];
-  for (let s = 0; s + size <= tokens.length && out.length < max; s += size)
-    out.push(tokens.slice(s, s + size));
-  return out;
-}
