@@ -12,7 +12,9 @@
  * Byte-level: tokens are UTF-8 bytes, each document followed by a 0 byte. Training windows
  * of ctx + 1 bytes start at seeded random offsets in the training documents; the held-out
  * documents (the corpus's last tenth, `splitDocuments`) are never trained on and give
- * the held-out loss on fixed windows.
+ * the held-out loss on fixed windows (the text windows of data/windows.ts, as every
+ * command scores a text). The products go through train/matmul.ts (which says why not
+ * through the models' Backend).
  */
 import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
