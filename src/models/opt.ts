@@ -12,12 +12,10 @@
  * cache: every linear layer is one matrix product over all rows of the batch; attention
  * is one backend op over each sequence's cache.
  */
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import { FormatError, UserError } from '../errors.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
-import { readJsonFile } from '../io/tokenizers/utf8.ts';
 import type { Backend, Buf, Linear } from '../tensor/backend.ts';
+import { configJson } from './hf-config.ts';
 import {
   applySite,
   type Batch,
@@ -93,22 +91,6 @@ export function optShape(ckpt: Checkpoint): OptShape {
   if (nLayer === 0) throw new FormatError(ckpt.path, `no ${prefix}layers.0.fc1.weight`);
   const nFfn = dims('layers.0.fc1.weight', 'the ffn width')[0];
   return { nLayer, nEmbd, nFfn, nVocab, nPositions: posRows - POSITION_OFFSET, nProj, prefix };
-}
-
-/**
- * The Hugging Face config.json of a checkpoint: the safetensors reader puts it in
- * `meta.config`; beside a pytorch_model.bin we read it ourselves.
- */
-function configJson(ckpt: Checkpoint): { json: Record<string, unknown>; file: string } | null {
-  const isObj = (v: unknown): v is Record<string, unknown> =>
-    typeof v === 'object' && v !== null && !Array.isArray(v);
-  if (isObj(ckpt.meta.config)) return { json: ckpt.meta.config, file: 'config.json' };
-  if (ckpt.format !== 'pth') return null;
-  const file = join(dirname(ckpt.path), 'config.json');
-  if (!existsSync(file)) return null;
-  const json = readJsonFile(file, 'config.json');
-  if (!isObj(json)) throw new FormatError(file, 'config.json is not a JSON object');
-  return { json, file };
 }
 
 /**

@@ -169,3 +169,165 @@ export function optSpecs(shape: RandomOptShape): {
   };
   return { specs: out, config };
 }
+
+/** Δ drawn log-uniformly in [0.001, 0.1] and stored as softplus⁻¹(Δ), as Mamba initialises its time steps. */
+function timeStepBias(u: () => number): number {
+  const dt = Math.max(1e-4, Math.exp(Math.log(1e-3) + u() * (Math.log(0.1) - Math.log(1e-3))));
+  return dt + Math.log(-Math.expm1(-dt));
+}
+
+export interface RandomMambaShape {
+  nLayer: number;
+  nEmbd: number;
+  nVocab: number;
+  /** intermediate_size (default 2·nEmbd) */
+  nInner?: number;
+  /** state_size (default 16) */
+  nState?: number;
+  /** time_step_rank (default ⌈nEmbd/16⌉) */
+  dtRank?: number;
+  /** conv_kernel (default 4) */
+  convKernel?: number;
+  /** use_bias (default false) */
+  bias?: boolean;
+  /** use_conv_bias (default true) */
+  convBias?: boolean;
+  /** layer_norm_epsilon (default 1e-5) */
+  eps?: number;
+  /** tie_word_embeddings (default true) */
+  tied?: boolean;
+  seed?: number;
+}
+
+/** The Mamba tensors of a shape (transformers' names) and its config.json, to generate or only to size. */
+export function mambaSpecs(shape: RandomMambaShape): {
+  specs: TensorSpec[];
+  config: Record<string, unknown>;
+} {
+  const { nLayer, nEmbd: d, nVocab: V, seed = 1 } = shape;
+  const E = shape.nInner ?? 2 * d;
+  const N = shape.nState ?? 16;
+  const R = shape.dtRank ?? Math.ceil(d / 16);
+  const K = shape.convKernel ?? 4;
+  const { bias = false, convBias = true, eps = 1e-5, tied = true } = shape;
+  const { u, gauss, add, lin, out } = filler(seed);
+  add('backbone.embeddings.weight', [V, d], () => 0.1 * gauss());
+  for (let b = 0; b < nLayer; b++) {
+    const l = `backbone.layers.${b}`;
+    const m = `${l}.mixer`;
+    add(`${l}.norm.weight`, [d], () => 1 + 0.1 * gauss());
+    lin(`${m}.in_proj.weight`, 2 * E, d);
+    if (bias) add(`${m}.in_proj.bias`, [2 * E], () => 0.02 * gauss());
+    add(`${m}.conv1d.weight`, [E, 1, K], () => gauss() / Math.sqrt(K));
+    if (convBias) add(`${m}.conv1d.bias`, [E], () => 0.1 * gauss());
+    lin(`${m}.x_proj.weight`, R + 2 * N, E);
+    add(`${m}.dt_proj.weight`, [E, R], () => (2 * u() - 1) / Math.sqrt(R));
+    add(`${m}.dt_proj.bias`, [E], () => timeStepBias(u));
+    // S4D-real: A = −(1 … N) in every channel, spread a little as training leaves it.
+    add(`${m}.A_log`, [E, N], (i) => Math.log(1 + (i % N)) + 0.1 * gauss());
+    add(`${m}.D`, [E], () => 1 + 0.1 * gauss());
+    lin(`${m}.out_proj.weight`, d, E, 0.5);
+    if (bias) add(`${m}.out_proj.bias`, [d], () => 0.02 * gauss());
+  }
+  add('backbone.norm_f.weight', [d], () => 1 + 0.1 * gauss());
+  if (!tied) lin('lm_head.weight', V, d);
+  const config = {
+    model_type: 'mamba',
+    vocab_size: V,
+    hidden_size: d,
+    intermediate_size: E,
+    state_size: N,
+    num_hidden_layers: nLayer,
+    time_step_rank: R,
+    conv_kernel: K,
+    use_bias: bias,
+    use_conv_bias: convBias,
+    layer_norm_epsilon: eps,
+    tie_word_embeddings: tied,
+    hidden_act: 'silu',
+  };
+  return { specs: out, config };
+}
+
+export interface RandomMamba2Shape {
+  nLayer: number;
+  nEmbd: number;
+  nVocab: number;
+  /** num_heads · head_dim (default 2·nEmbd) */
+  nInner?: number;
+  /** head_dim (default 64, or nInner when smaller) */
+  headDim?: number;
+  /** num_heads (default nInner / headDim) */
+  nHead?: number;
+  /** n_groups (default 1) */
+  nGroups?: number;
+  /** state_size (default 128) */
+  nState?: number;
+  convKernel?: number;
+  bias?: boolean;
+  convBias?: boolean;
+  eps?: number;
+  /** time_step_limit (default [0, ∞)) */
+  dtMin?: number;
+  dtMax?: number;
+  tied?: boolean;
+  seed?: number;
+}
+
+/** The Mamba-2 tensors of a shape (transformers' names) and its config.json, to generate or only to size. */
+export function mamba2Specs(shape: RandomMamba2Shape): {
+  specs: TensorSpec[];
+  config: Record<string, unknown>;
+} {
+  const { nLayer, nEmbd: d, nVocab: V, seed = 1 } = shape;
+  const E = shape.nInner ?? 2 * d;
+  const P = shape.headDim ?? (shape.nHead ? E / shape.nHead : Math.min(64, E));
+  const H = shape.nHead ?? E / P;
+  const G = shape.nGroups ?? 1;
+  const N = shape.nState ?? 128;
+  const K = shape.convKernel ?? 4;
+  const { bias = false, convBias = true, eps = 1e-5, tied = true } = shape;
+  const { dtMin = 0, dtMax = Number.POSITIVE_INFINITY } = shape;
+  const conv = E + 2 * G * N;
+  const { u, gauss, add, lin, out } = filler(seed);
+  add('backbone.embeddings.weight', [V, d], () => 0.1 * gauss());
+  for (let b = 0; b < nLayer; b++) {
+    const l = `backbone.layers.${b}`;
+    const m = `${l}.mixer`;
+    add(`${l}.norm.weight`, [d], () => 1 + 0.1 * gauss());
+    lin(`${m}.in_proj.weight`, E + conv + H, d);
+    if (bias) add(`${m}.in_proj.bias`, [E + conv + H], () => 0.02 * gauss());
+    add(`${m}.conv1d.weight`, [conv, 1, K], () => gauss() / Math.sqrt(K));
+    if (convBias) add(`${m}.conv1d.bias`, [conv], () => 0.1 * gauss());
+    add(`${m}.dt_bias`, [H], () => timeStepBias(u));
+    // A = −U(1, 16) per head
+    add(`${m}.A_log`, [H], () => Math.log(1 + 15 * u()));
+    add(`${m}.D`, [H], () => 1 + 0.1 * gauss());
+    add(`${m}.norm.weight`, [E], () => 1 + 0.1 * gauss());
+    lin(`${m}.out_proj.weight`, d, E, 0.5);
+    if (bias) add(`${m}.out_proj.bias`, [d], () => 0.02 * gauss());
+  }
+  add('backbone.norm_f.weight', [d], () => 1 + 0.1 * gauss());
+  if (!tied) lin('lm_head.weight', V, d);
+  const config = {
+    model_type: 'mamba2',
+    vocab_size: V,
+    hidden_size: d,
+    num_hidden_layers: nLayer,
+    num_heads: H,
+    head_dim: P,
+    n_groups: G,
+    state_size: N,
+    expand: E / d,
+    conv_kernel: K,
+    use_bias: bias,
+    use_conv_bias: convBias,
+    layer_norm_epsilon: eps,
+    // transformers ≥ 5 writes the infinite bound as {"__float__": "Infinity"}
+    time_step_limit: [dtMin, Number.isFinite(dtMax) ? dtMax : { __float__: 'Infinity' }],
+    tie_word_embeddings: tied,
+    hidden_act: 'silu',
+    rms_norm: true,
+  };
+  return { specs: out, config };
+}

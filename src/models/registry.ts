@@ -9,9 +9,19 @@ import { UserError } from '../errors.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import { memoryCheckpoint, zeroCheckpoint } from '../io/memory.ts';
 import type { Backend } from '../tensor/backend.ts';
+import { Mamba } from './mamba.ts';
+import { Mamba2 } from './mamba2.ts';
 import type { LanguageModel } from './model.ts';
 import { Opt } from './opt.ts';
-import { optSpecs, randomOpt, randomRwkv4, rwkv4Specs } from './random.ts';
+import {
+  mamba2Specs,
+  mambaSpecs,
+  materialize,
+  optSpecs,
+  randomOpt,
+  randomRwkv4,
+  rwkv4Specs,
+} from './random.ts';
 import { Rwkv4 } from './rwkv4.ts';
 
 /**
@@ -63,6 +73,39 @@ const optShape = (s: ArchShape) => ({
   bias: bool(s.bias),
   tied: bool(s.tied),
 });
+// Mamba and Mamba-2: a model's own `config` (MambaConfig, Mamba2Config) rebuilds its shape.
+const mambaShape = (s: ArchShape) => ({
+  nLayer: s.nLayer,
+  nEmbd: s.nEmbd,
+  nVocab: s.nVocab,
+  nInner: num(s.nInner),
+  nState: num(s.nState),
+  dtRank: num(s.dtRank),
+  convKernel: num(s.convKernel),
+  bias: bool(s.bias),
+  convBias: bool(s.convBias),
+  eps: num(s.eps),
+  tied: bool(s.tied),
+});
+const mamba2Shape = (s: ArchShape) => ({
+  nLayer: s.nLayer,
+  nEmbd: s.nEmbd,
+  nVocab: s.nVocab,
+  nInner: num(s.nInner),
+  nHead: num(s.nHead),
+  headDim: num(s.headDim),
+  nGroups: num(s.nGroups),
+  nState: num(s.nState),
+  convKernel: num(s.convKernel),
+  bias: bool(s.bias),
+  convBias: bool(s.convBias),
+  eps: num(s.eps),
+  dtMin: num(s.dtMin),
+  dtMax: num(s.dtMax),
+  tied: bool(s.tied),
+});
+const mambaA0 = 'backbone.layers.0.mixer.A_log';
+const mamba2Marks = ['backbone.layers.0.mixer.dt_bias', 'backbone.layers.0.mixer.norm.weight'];
 
 /** In detection order: later RWKV versions share names with earlier ones. */
 export const ARCHITECTURES: readonly Architecture[] = [
@@ -96,6 +139,39 @@ export const ARCHITECTURES: readonly Architecture[] = [
         `<random rwkv4 ${s.nLayer}x${s.nEmbd}>`,
       ),
     skeleton: (s) => zeroCheckpoint(rwkv4Specs(rwkv4Shape(s)), `<rwkv4 ${s.nLayer}x${s.nEmbd}>`),
+  },
+  {
+    name: 'mamba',
+    label: 'Mamba',
+    // MambaForCausalLM names; Mamba-2 adds dt_bias and the gated norm.
+    detect: (c) => has(c, mambaA0) && !mamba2Marks.some((n) => has(c, n)),
+    load: (c, be, o) => Mamba.load(c, be, o),
+    random: (s, seed = 1) => {
+      const { specs, config } = mambaSpecs({ ...mambaShape(s), seed });
+      return memoryCheckpoint(materialize(specs), `<random mamba ${s.nLayer}x${s.nEmbd}>`, {
+        config,
+      });
+    },
+    skeleton: (s) => {
+      const { specs, config } = mambaSpecs(mambaShape(s));
+      return zeroCheckpoint(specs, `<mamba ${s.nLayer}x${s.nEmbd}>`, { config });
+    },
+  },
+  {
+    name: 'mamba2',
+    label: 'Mamba-2',
+    detect: (c) => has(c, mambaA0) && mamba2Marks.some((n) => has(c, n)),
+    load: (c, be, o) => Mamba2.load(c, be, o),
+    random: (s, seed = 1) => {
+      const { specs, config } = mamba2Specs({ ...mamba2Shape(s), seed });
+      return memoryCheckpoint(materialize(specs), `<random mamba2 ${s.nLayer}x${s.nEmbd}>`, {
+        config,
+      });
+    },
+    skeleton: (s) => {
+      const { specs, config } = mamba2Specs(mamba2Shape(s));
+      return zeroCheckpoint(specs, `<mamba2 ${s.nLayer}x${s.nEmbd}>`, { config });
+    },
   },
 ];
 
@@ -142,6 +218,6 @@ export function loadModel(
   }
   throw new UserError(
     `${ckpt.path}: cannot tell the architecture from its ${ckpt.tensors.size} tensors`,
-    'Expected RWKV (emb.weight, blocks.N.…) or OPT (model.decoder.…) names; `actsparse info` lists them.',
+    'Expected RWKV (emb.weight, blocks.N.…), OPT (model.decoder.…) or Mamba (backbone.layers.N.mixer.…) names; `actsparse info` lists them.',
   );
 }

@@ -1,0 +1,100 @@
+/**
+ * A Hugging Face config.json as the models read it: found beside the weights, every
+ * field checked as it is read, and a refusal that names the field and its value.
+ */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { FormatError, UserError } from '../errors.ts';
+import type { Checkpoint } from '../io/checkpoint.ts';
+import { readJsonFile } from '../io/tokenizers/utf8.ts';
+
+const isObj = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * The Hugging Face config.json of a checkpoint: the safetensors reader puts it in
+ * `meta.config`; beside a pytorch_model.bin we read it ourselves.
+ */
+export function configJson(
+  ckpt: Checkpoint,
+): { json: Record<string, unknown>; file: string } | null {
+  if (isObj(ckpt.meta.config)) return { json: ckpt.meta.config, file: 'config.json' };
+  if (ckpt.format !== 'pth') return null;
+  const file = join(dirname(ckpt.path), 'config.json');
+  if (!existsSync(file)) return null;
+  const json = readJsonFile(file, 'config.json');
+  if (!isObj(json)) throw new FormatError(file, 'config.json is not a JSON object');
+  return { json, file };
+}
+
+/**
+ * Typed reads of one config.json's fields, each refused by name when it is not what the
+ * model can run (`hint` says what the model follows).
+ */
+export class ConfigFields {
+  constructor(
+    readonly json: Record<string, unknown>,
+    readonly file: string,
+    private readonly hint: string,
+  ) {}
+
+  /** Throws a UserError naming the field, its value and why. */
+  refuse(field: string, why: string): never {
+    throw new UserError(`${this.file}: ${field} = ${show(this.json[field])} ${why}`, this.hint);
+  }
+
+  has(field: string): boolean {
+    return this.json[field] !== undefined && this.json[field] !== null;
+  }
+
+  flag(field: string, dflt: boolean): boolean {
+    const v = this.has(field) ? this.json[field] : dflt;
+    if (typeof v !== 'boolean') this.refuse(field, 'is not true or false');
+    return v as boolean;
+  }
+
+  /**
+   * A number, or transformers ≥ 5's encoding of the non-finite ones in JSON
+   * (`{"__float__": "Infinity"}`); `dflt` when absent.
+   */
+  number(field: string, dflt: number, v: unknown = this.json[field]): number {
+    if (v === undefined || v === null) return dflt;
+    const x = isObj(v) && typeof v.__float__ === 'string' ? floatWord(v.__float__) : v;
+    if (typeof x !== 'number' || Number.isNaN(x)) this.refuse(field, 'is not a number');
+    return x as number;
+  }
+
+  /** A positive integer, `dflt` when absent. */
+  count(field: string, dflt?: number): number {
+    const v = this.has(field) ? this.json[field] : dflt;
+    if (!(typeof v === 'number' && Number.isInteger(v) && v > 0))
+      this.refuse(field, 'is not a positive integer');
+    return v as number;
+  }
+
+  /** A dimension config.json may give: when it does, it must equal the tensors'. */
+  dim(field: string, fromShape: number): void {
+    if (this.has(field) && this.json[field] !== fromShape)
+      this.refuse(field, `does not match the checkpoint's tensors (${fromShape})`);
+  }
+
+  /** A string field that must be one of `allowed` (the first is the default). */
+  oneOf(field: string, allowed: readonly string[]): string {
+    const v = this.has(field) ? this.json[field] : allowed[0];
+    if (typeof v !== 'string' || !allowed.includes(v))
+      this.refuse(field, `is not supported (only ${allowed.map((a) => `"${a}"`).join(' or ')})`);
+    return v as string;
+  }
+}
+
+function floatWord(w: string): number {
+  return w === 'Infinity'
+    ? Number.POSITIVE_INFINITY
+    : w === '-Infinity'
+      ? Number.NEGATIVE_INFINITY
+      : Number.NaN;
+}
+
+function show(v: unknown): string {
+  return typeof v === 'string' ? `"${v}"` : (JSON.stringify(v) ?? String(v));
+}
