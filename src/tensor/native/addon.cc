@@ -4,8 +4,11 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "elementwise.h"
+#include "mamba.h"
 #include "ops.h"
 #include "train_gemm.h"
 
@@ -379,6 +382,118 @@ Napi::Value Wkv4(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// ---- Mamba's kernel families (families/conv1d.ts, selective-scan.ts, ssd.ts) ----
+
+// The row offsets of a packed batch (Seqs.offsets): an Int32Array of B + 1 values from 0,
+// non-decreasing. Returns B and sets `rows` to the last offset.
+size_t offsetsArg(const Napi::CallbackInfo& info, size_t i, const char* fn, const int32_t*& data,
+                  size_t& rows) {
+  const Napi::Value v = info[i];
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    failType(info.Env(), std::string(fn) + ": offsets must be an Int32Array");
+  }
+  Napi::Int32Array o = v.As<Napi::Int32Array>();
+  const size_t n = o.ElementLength();
+  if (n < 1 || o[0] != 0) failRange(info.Env(), std::string(fn) + ": offsets must start at 0");
+  for (size_t k = 1; k < n; k++) {
+    if (o[k] < o[k - 1]) failRange(info.Env(), std::string(fn) + ": offsets must not decrease");
+  }
+  data = o.Data();
+  rows = static_cast<size_t>(o[n - 1]);
+  return n - 1;
+}
+
+// Written arrays apart from every other array, except the `inPlace` pairs (same array).
+void checkAllApart(Napi::Env env, const char* fn, const std::vector<const Span*>& written,
+                   const std::vector<const Span*>& all,
+                   const std::vector<std::pair<const Span*, const Span*>>& inPlace) {
+  for (const Span* w : written) {
+    for (const Span* o : all) {
+      if (o == w) continue;
+      bool same = false;
+      for (const auto& [a, b] : inPlace) same = same || (a == w && b == o) || (a == o && b == w);
+      checkApart(env, fn, *w, *o, same);
+    }
+  }
+}
+
+double numberArg(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name) {
+  if (!info[i].IsNumber()) failType(info.Env(), std::string(fn) + ": " + name + " must be a number");
+  return info[i].As<Napi::Number>().DoubleValue();
+}
+
+// conv1d(out, x, weight, bias, state, offsets, C, K); bias may be empty (no bias)
+Napi::Value Conv1d(const Napi::CallbackInfo& info) {
+  const char* fn = "conv1d";
+  const size_t C = countArg(info, 6, fn, "C"), K = countArg(info, 7, fn, "K");
+  if (K < 1) failRange(info.Env(), "conv1d: K must be at least 1");
+  const int32_t* offsets = nullptr;
+  size_t rows = 0;
+  const size_t B = offsetsArg(info, 5, fn, offsets, rows);
+  const Span out = floatsNeed(info, 0, fn, "out", rows * C, "rows·C");
+  const Span x = floatsNeed(info, 1, fn, "x", rows * C, "rows·C");
+  const Span w = floatsNeed(info, 2, fn, "weight", C * K, "C·K");
+  Span bias = spanArg(info, 3, fn, "bias");
+  if (bias.used != 0) require(info.Env(), fn, bias, C, "C (or empty)");
+  const Span state = floatsNeed(info, 4, fn, "state", B * (K - 1) * C, "B·(K−1)·C");
+  checkAllApart(info.Env(), fn, {&out, &state}, {&out, &x, &w, &bias, &state}, {});
+  act::conv1d({out.data, x.data, w.data, bias.used ? bias.data : nullptr, state.data, offsets, B,
+               C, K});
+  return info.Env().Undefined();
+}
+
+// selectiveScan(y, u, delta, deltaBias, A, B, C, D, state, offsets, E, N)
+Napi::Value SelectiveScan(const Napi::CallbackInfo& info) {
+  const char* fn = "selectiveScan";
+  const size_t E = countArg(info, 10, fn, "E"), N = countArg(info, 11, fn, "N");
+  const int32_t* offsets = nullptr;
+  size_t rows = 0;
+  const size_t batch = offsetsArg(info, 9, fn, offsets, rows);
+  const Span y = floatsNeed(info, 0, fn, "y", rows * E, "rows·E");
+  const Span u = floatsNeed(info, 1, fn, "u", rows * E, "rows·E");
+  const Span delta = floatsNeed(info, 2, fn, "delta", rows * E, "rows·E");
+  const Span bias = floatsNeed(info, 3, fn, "deltaBias", E, "E");
+  const Span A = floatsNeed(info, 4, fn, "A", E * N, "E·N");
+  const Span Bm = floatsNeed(info, 5, fn, "B", rows * N, "rows·N");
+  const Span Cm = floatsNeed(info, 6, fn, "C", rows * N, "rows·N");
+  const Span D = floatsNeed(info, 7, fn, "D", E, "E");
+  const Span state = floatsNeed(info, 8, fn, "state", batch * E * N, "batch·E·N");
+  // y may be u or delta itself: each (row, channel) of them is read before y's is written.
+  checkAllApart(info.Env(), fn, {&y, &state}, {&y, &u, &delta, &bias, &A, &Bm, &Cm, &D, &state},
+                {{&y, &u}, {&y, &delta}});
+  act::selectiveScan({y.data, u.data, delta.data, bias.data, A.data, Bm.data, Cm.data, D.data,
+                      state.data, offsets, batch, E, N});
+  return info.Env().Undefined();
+}
+
+// ssd(y, x, dt, dtBias, A, B, C, D, state, offsets, H, P, G, N, dtMin, dtMax)
+Napi::Value Ssd(const Napi::CallbackInfo& info) {
+  const char* fn = "ssd";
+  const size_t H = countArg(info, 10, fn, "H"), P = countArg(info, 11, fn, "P");
+  const size_t G = countArg(info, 12, fn, "G"), N = countArg(info, 13, fn, "N");
+  if (G == 0 || H % G != 0) failRange(info.Env(), "ssd: G must divide H");
+  const double dtMin = numberArg(info, 14, fn, "dtMin"), dtMax = numberArg(info, 15, fn, "dtMax");
+  if (!(dtMin <= dtMax)) failRange(info.Env(), "ssd: dtMin must not exceed dtMax");
+  const int32_t* offsets = nullptr;
+  size_t rows = 0;
+  const size_t batch = offsetsArg(info, 9, fn, offsets, rows);
+  const Span y = floatsNeed(info, 0, fn, "y", rows * H * P, "rows·H·P");
+  const Span x = floatsNeed(info, 1, fn, "x", rows * H * P, "rows·H·P");
+  const Span dt = floatsNeed(info, 2, fn, "dt", rows * H, "rows·H");
+  const Span bias = floatsNeed(info, 3, fn, "dtBias", H, "H");
+  const Span A = floatsNeed(info, 4, fn, "A", H, "H");
+  const Span Bm = floatsNeed(info, 5, fn, "B", rows * G * N, "rows·G·N");
+  const Span Cm = floatsNeed(info, 6, fn, "C", rows * G * N, "rows·G·N");
+  const Span D = floatsNeed(info, 7, fn, "D", H, "H");
+  const Span state = floatsNeed(info, 8, fn, "state", batch * H * P * N, "batch·H·P·N");
+  // y may be x itself: each (row, head, channel) of x is read before y's is written.
+  checkAllApart(info.Env(), fn, {&y, &state}, {&y, &x, &dt, &bias, &A, &Bm, &Cm, &D, &state},
+                {{&y, &x}});
+  act::ssd({y.data, x.data, dt.data, bias.data, A.data, Bm.data, Cm.data, D.data, state.data,
+            offsets, batch, H, P, G, N, dtMin, dtMax});
+  return info.Env().Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   act::init();
   exports.Set("prepare", Napi::Function::New(env, Prepare));
@@ -399,6 +514,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("wkv4", Napi::Function::New(env, Wkv4));
   exports.Set("threshold", Napi::Function::New(env, Threshold));
   exports.Set("countZeros", Napi::Function::New(env, CountZeros));
+  exports.Set("conv1d", Napi::Function::New(env, Conv1d));
+  exports.Set("selectiveScan", Napi::Function::New(env, SelectiveScan));
+  exports.Set("ssd", Napi::Function::New(env, Ssd));
   act::train::addExports(env, exports);
   return exports;
 }

@@ -15,8 +15,11 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type { Linear, PrepareOptions } from '../backend.ts';
+import { f32, type Linear, type PrepareOptions } from '../backend.ts';
 import type { CpuKernels, ElementwiseOps } from '../cpu.ts';
+import type { Conv1dArgs } from '../families/conv1d.ts';
+import type { SelectiveScanArgs } from '../families/selective-scan.ts';
+import type { SsdArgs } from '../families/ssd.ts';
 
 /** An addon weight handle (an N-API External); opaque to TypeScript. */
 type Handle = { readonly __nativeWeight: 'NativeWeight' };
@@ -52,6 +55,49 @@ interface Addon extends ElementwiseOps {
   setSimd(level: string): string;
   useBlas(mode: boolean | 'auto'): boolean;
   info(): NativeInfo & { blasReason: string | null };
+  /** Mamba's families over a packed batch (mamba.h): arrays, then Seqs.offsets, then sizes. */
+  conv1d(
+    out: Float32Array,
+    x: Float32Array,
+    weight: Float32Array,
+    bias: Float32Array,
+    state: Float32Array,
+    offsets: Int32Array,
+    C: number,
+    K: number,
+  ): void;
+  selectiveScan(
+    y: Float32Array,
+    u: Float32Array,
+    delta: Float32Array,
+    deltaBias: Float32Array,
+    A: Float32Array,
+    B: Float32Array,
+    C: Float32Array,
+    D: Float32Array,
+    state: Float32Array,
+    offsets: Int32Array,
+    E: number,
+    N: number,
+  ): void;
+  ssd(
+    y: Float32Array,
+    x: Float32Array,
+    dt: Float32Array,
+    dtBias: Float32Array,
+    A: Float32Array,
+    B: Float32Array,
+    C: Float32Array,
+    D: Float32Array,
+    state: Float32Array,
+    offsets: Int32Array,
+    H: number,
+    P: number,
+    G: number,
+    N: number,
+    dtMin: number,
+    dtMax: number,
+  ): void;
   sgemm?(
     transA: boolean,
     transB: boolean,
@@ -80,6 +126,9 @@ const EXPORTS = [
   'wkv4',
   'threshold',
   'countZeros',
+  'conv1d',
+  'selectiveScan',
+  'ssd',
 ];
 // Resolves to <project root>/build/native from both src/tensor/native/ and dist/tensor/native/.
 const ADDON_URL = new URL('../../../build/native/actsparse.node', import.meta.url);
@@ -164,9 +213,64 @@ function makeKernels(a: Addon): CpuKernels {
     threshold: a.threshold,
     countZeros: a.countZeros,
   };
+  // Mamba's families: the whole packed batch in one call, threaded over sequences × channels.
+  const families = {
+    conv1d: (args: unknown) => {
+      const c = args as Conv1dArgs;
+      a.conv1d(
+        f32(c.out),
+        f32(c.x),
+        f32(c.weight),
+        f32(c.bias),
+        f32(c.state),
+        c.seqs.offsets,
+        c.channels,
+        c.kernel,
+      );
+    },
+    selectiveScan: (args: unknown) => {
+      const s = args as SelectiveScanArgs;
+      a.selectiveScan(
+        f32(s.y),
+        f32(s.u),
+        f32(s.delta),
+        f32(s.deltaBias),
+        f32(s.A),
+        f32(s.B),
+        f32(s.C),
+        f32(s.D),
+        f32(s.state),
+        s.seqs.offsets,
+        s.inner,
+        s.stateSize,
+      );
+    },
+    ssd: (args: unknown) => {
+      const s = args as SsdArgs;
+      a.ssd(
+        f32(s.y),
+        f32(s.x),
+        f32(s.dt),
+        f32(s.dtBias),
+        f32(s.A),
+        f32(s.B),
+        f32(s.C),
+        f32(s.D),
+        f32(s.state),
+        s.seqs.offsets,
+        s.heads,
+        s.headDim,
+        s.groups,
+        s.stateSize,
+        s.dtMin,
+        s.dtMax,
+      );
+    },
+  };
   return {
     name: 'native',
     ops,
+    families,
     get description() {
       return describe(a);
     },
