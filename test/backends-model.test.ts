@@ -65,45 +65,65 @@ describe('thresholded step mode (zero-skipping kernels) equals thresholded seque
   for (const [name, backend] of cpuBackends()) {
     // d = 512: block weights of ≥ 1 MiB, so step mode really reads them through the
     // zero-skipping kernel (smaller ones stay on the dense path, see skipZeros).
-    test(name, backend ? {} : { skip: `${name} backend not built here` }, async () => {
-      const model = Rwkv4.load(
-        memoryCheckpoint(randomRwkv4({ nLayer: 1, nEmbd: 512, nVocab: 80, seed: 4 })),
-        backend!,
-        { sparse: true },
+    const big = (arch: string) =>
+      arch === 'rwkv4'
+        ? Rwkv4.load(
+            memoryCheckpoint(randomRwkv4({ nLayer: 1, nEmbd: 512, nVocab: 80, seed: 4 })),
+            backend!,
+            { sparse: true },
+          )
+        : loadModel(architecture(arch).random({ nLayer: 1, nEmbd: 512, nVocab: 80 }, 4), backend!, {
+            sparse: true,
+          });
+    for (const arch of ['rwkv4', 'mamba', 'mamba2'])
+      test(
+        `${name} ${arch}`,
+        backend ? {} : { skip: `${name} backend not built here` },
+        async () => {
+          const model = big(arch);
+          const tokens = Array.from({ length: 12 }, (_, i) => (i * 29 + 3) % 80);
+          const lambda = lambdasFor(model, tokens, 0.5);
+          const dense = await logitsOf(model, tokens);
+          model.setThresholds(lambda);
+          const seq = await logitsOf(model, tokens);
+          let zeros = 0;
+          let total = 0;
+          observe(model, tokens, (_g, x) => {
+            for (const v of x) zeros += v === 0 ? 1 : 0;
+            total += x.length;
+          });
+          const steps = await stepAll(model, tokens);
+          assertClose(steps, seq, {
+            atol: 2e-4,
+            rtol: 1e-4,
+            label: `${name} sparse step vs sequence`,
+          });
+          assert.ok(
+            zeros / total > 0.4,
+            `thresholds made ${((100 * zeros) / total).toFixed(1)}% zeros`,
+          );
+          // The thresholds really change the output (the test would catch ignored λ).
+          let diff = 0;
+          for (let i = 0; i < seq.length; i++) diff = Math.max(diff, Math.abs(seq[i] - dense[i]));
+          assert.ok(diff > 1e-3, `thresholded logits differ from dense by ${diff}`);
+          // λ = 0 everywhere is the dense model again.
+          model.setThresholds(new Float32Array(lambda.length));
+          assert.deepEqual(await logitsOf(model, tokens), dense);
+        },
       );
-      const tokens = Array.from({ length: 12 }, (_, i) => (i * 29 + 3) % 80);
-      const lambda = lambdasFor(model, tokens, 0.5);
-      const dense = await logitsOf(model, tokens);
-      model.setThresholds(lambda);
-      const seq = await logitsOf(model, tokens);
-      let zeros = 0;
-      let total = 0;
-      observe(model, tokens, (_g, x) => {
-        for (const v of x) zeros += v === 0 ? 1 : 0;
-        total += x.length;
-      });
-      const steps = await stepAll(model, tokens);
-      assertClose(steps, seq, { atol: 2e-4, rtol: 1e-4, label: `${name} sparse step vs sequence` });
-      assert.ok(
-        zeros / total > 0.4,
-        `thresholds made ${((100 * zeros) / total).toFixed(1)}% zeros`,
-      );
-      // The thresholds really change the output (the test would catch ignored λ).
-      let diff = 0;
-      for (let i = 0; i < seq.length; i++) diff = Math.max(diff, Math.abs(seq[i] - dense[i]));
-      assert.ok(diff > 1e-3, `thresholded logits differ from dense by ${diff}`);
-      // λ = 0 everywhere is the dense model again.
-      model.setThresholds(new Float32Array(lambda.length));
-      assert.deepEqual(await logitsOf(model, tokens), dense);
-    });
   }
 });
 
-/** RWKV-4 and OPT, random weights of realistic magnitudes. */
+/** RWKV-4, OPT, Mamba and Mamba-2, random weights of realistic magnitudes. */
 function models(backend: Backend): LanguageModel[] {
   return [
     architecture('rwkv4').random({ nLayer: 2, nEmbd: 64, nVocab: 90 }, 5),
     architecture('opt').random({ nLayer: 2, nEmbd: 64, nVocab: 90, nHead: 4 }, 6),
+    architecture('mamba').random({ nLayer: 2, nEmbd: 64, nVocab: 90 }, 7),
+    architecture('mamba2').random(
+      { nLayer: 2, nEmbd: 64, nVocab: 90, headDim: 16, nGroups: 2, nState: 16 },
+      8,
+    ),
   ].map((ck) => loadModel(ck, backend, { sparse: true }));
 }
 

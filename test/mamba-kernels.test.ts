@@ -309,36 +309,44 @@ function compare<A extends object>(
   outputs: (keyof A)[],
   rel: number,
   label: string,
-): void {
+): number {
   const want = copyArgs(args);
   const got = copyArgs(args);
   family.reference(want);
   fast(got);
+  let worst = 0;
   for (const k of outputs) {
     const w = want[k] as Float32Array;
-    assertClose(got[k] as Float32Array, w, {
+    const diff = assertClose(got[k] as Float32Array, w, {
       atol: rel * Math.max(1, maxAbs(w)),
       label: `${label} ${String(k)}`,
     });
+    // relative to the output's scale, as the tolerance
+    worst = Math.max(worst, diff / Math.max(1, maxAbs(w)));
   }
+  return worst;
 }
 
 /** Every family on a batch with empty, one-token and multi-block sequences. */
 function checkTier(families: CpuKernels['families'], rel: number, label: string): void {
   assert.ok(families, `${label} registers no families`);
   const lengths = [0, 1, 70, 5, 0];
+  let worst = 0;
   for (const [C, K, bias] of [
     [37, 4, true],
     [16, 1, false],
     [300, 3, true],
   ] as const) {
-    compare(
-      conv1d,
-      families.conv1d,
-      convArgs(lengths, C, K, 3, bias),
-      ['out', 'state'],
-      rel,
-      `${label} conv C ${C} K ${K}`,
+    worst = Math.max(
+      worst,
+      compare(
+        conv1d,
+        families.conv1d,
+        convArgs(lengths, C, K, 3, bias),
+        ['out', 'state'],
+        rel,
+        `${label} conv C ${C} K ${K}`,
+      ),
     );
   }
   for (const [E, N] of [
@@ -346,13 +354,16 @@ function checkTier(families: CpuKernels['families'], rel: number, label: string)
     [9, 13],
     [3, 300],
   ]) {
-    compare(
-      selectiveScan,
-      families.selectiveScan,
-      scanArgs(lengths, E, N, 7),
-      ['y', 'state'],
-      rel,
-      `${label} scan E ${E} N ${N}`,
+    worst = Math.max(
+      worst,
+      compare(
+        selectiveScan,
+        families.selectiveScan,
+        scanArgs(lengths, E, N, 7),
+        ['y', 'state'],
+        rel,
+        `${label} scan E ${E} N ${N}`,
+      ),
     );
   }
   for (const [dims, dtMax] of [
@@ -360,15 +371,19 @@ function checkTier(families: CpuKernels['families'], rel: number, label: string)
     [[3, 5, 3, 9], 0.3],
     [[2, 2, 1, 264], Number.POSITIVE_INFINITY],
   ] as const) {
-    compare(
-      ssd,
-      families.ssd,
-      ssdArgs(lengths, [...dims], 9, 0.001, dtMax),
-      ['y', 'state'],
-      rel,
-      `${label} ssd ${dims.join('×')}`,
+    worst = Math.max(
+      worst,
+      compare(
+        ssd,
+        families.ssd,
+        ssdArgs(lengths, [...dims], 9, 0.001, dtMax),
+        ['y', 'state'],
+        rel,
+        `${label} ssd ${dims.join('×')}`,
+      ),
     );
   }
+  console.log(`  ${label}: max |Δ| / max(1, max |reference|) ${worst.toExponential(2)}`);
 }
 
 const nativeReason = nativeUnavailableReason();
@@ -445,6 +460,25 @@ describe(
   () => {
     test('equal the reference', () => {
       checkTier(loadWasmKernels()!.families, 2e-5, 'wasm');
+    });
+
+    test('y = u and y = x in place equal the reference', () => {
+      const fam = loadWasmKernels()!.families!;
+      const s = scanArgs([3, 0, 1], 9, 5, 2);
+      const inPlace = copyArgs(s);
+      inPlace.y = inPlace.u;
+      fam.selectiveScan(inPlace);
+      const want = copyArgs(s);
+      selectiveScan.reference(want);
+      assertClose(inPlace.u as Float32Array, want.y as Float32Array, { atol: 1e-5 });
+      assertClose(inPlace.state as Float32Array, want.state as Float32Array, { atol: 1e-5 });
+      const d = ssdArgs([3, 1, 0], [4, 2, 2, 3], 3);
+      const dIn = copyArgs(d);
+      dIn.y = dIn.x;
+      fam.ssd(dIn);
+      const dWant = copyArgs(d);
+      ssd.reference(dWant);
+      assertClose(dIn.x as Float32Array, dWant.y as Float32Array, { atol: 1e-5 });
     });
   },
 );

@@ -6,8 +6,11 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Linear, PrepareOptions } from '../backend.ts';
+import { f32, type Linear, type PrepareOptions } from '../backend.ts';
 import { type CpuKernels, referenceOps } from '../cpu.ts';
+import type { Conv1dArgs } from '../families/conv1d.ts';
+import type { SelectiveScanArgs } from '../families/selective-scan.ts';
+import type { SsdArgs } from '../families/ssd.ts';
 import { Heap, MAX_WASM_BYTES, type WasmMemory } from './heap.ts';
 import {
   BLOCK,
@@ -25,6 +28,55 @@ interface Kernels {
   gemv(y: number, w: number, x: number, blocks: number, cols: number): void;
   gemm(y: number, w: number, x: number, tokens: number, blocks: number, cols: number): void;
   sparseGemv(y: number, wt: number, x: number, idx: number, ld: number, cols: number): number;
+  // Mamba's families (assembly/mamba.ts): pointers, then the batch's offsets and sizes.
+  conv1d(
+    out: number,
+    x: number,
+    w: number,
+    bias: number,
+    state: number,
+    offsets: number,
+    batch: number,
+    C: number,
+    K: number,
+    scratch: number,
+  ): void;
+  selectiveScan(
+    y: number,
+    u: number,
+    delta: number,
+    deltaBias: number,
+    A: number,
+    B: number,
+    C: number,
+    D: number,
+    state: number,
+    offsets: number,
+    batch: number,
+    E: number,
+    N: number,
+    scratch: number,
+  ): void;
+  ssd(
+    y: number,
+    x: number,
+    dt: number,
+    dtBias: number,
+    A: number,
+    B: number,
+    C: number,
+    D: number,
+    state: number,
+    offsets: number,
+    batch: number,
+    H: number,
+    P: number,
+    G: number,
+    N: number,
+    dtMin: number,
+    dtMax: number,
+    scratch: number,
+  ): void;
 }
 
 /** The slice of the WebAssembly JS API used here (absent from the project's type libs). */
@@ -35,7 +87,16 @@ interface WasmApi {
 
 // Resolves to <project root>/build/wasm from both src/tensor/wasm/ and dist/tensor/wasm/.
 const KERNELS_URL = new URL('../../../build/wasm/kernels.wasm', import.meta.url);
-const EXPORTS = ['memory', 'heapBase', 'gemv', 'gemm', 'sparseGemv'];
+const EXPORTS = [
+  'memory',
+  'heapBase',
+  'gemv',
+  'gemm',
+  'sparseGemv',
+  'conv1d',
+  'selectiveScan',
+  'ssd',
+];
 
 export function wasmKernelsPath(): string {
   return fileURLToPath(KERNELS_URL);
@@ -235,6 +296,146 @@ class WasmKernelsImpl implements WasmKernels {
     const active = this.k.sparseGemv(yp, l.wt, xp, idx, ld, l.cols);
     y.set(this.heap.f32.subarray(yp >>> 2, (yp >>> 2) + l.rows));
     return active;
+  }
+
+  /**
+   * Mamba's families: every array the call reads is copied into linear memory, the
+   * kernel runs over the whole batch, and the outputs (and the state) are copied back.
+   */
+  readonly families = {
+    conv1d: (args: unknown) => {
+      const a = args as Conv1dArgs;
+      const { seqs, channels: C, kernel: K } = a;
+      const rows = seqs.rows;
+      const bias = f32(a.bias);
+      const [out, x, w, b, st, off] = this.copyIn(
+        'conv1d',
+        [
+          [f32(a.out), rows * C, 'out'],
+          [f32(a.x), rows * C, 'x'],
+          [f32(a.weight), C * K, 'weight'],
+          [bias, bias.length ? C : 0, 'bias'],
+          [f32(a.state), seqs.count * (K - 1) * C, 'state'],
+          [seqs.offsets, seqs.count + 1, 'offsets'],
+        ],
+        K * C,
+      );
+      this.k.conv1d(
+        out.ptr,
+        x.ptr,
+        w.ptr,
+        bias.length ? b.ptr : 0,
+        st.ptr,
+        off.ptr,
+        seqs.count,
+        C,
+        K,
+        this.scratchTail,
+      );
+      this.copyOut(out, st);
+    },
+    selectiveScan: (args: unknown) => {
+      const a = args as SelectiveScanArgs;
+      const { seqs, inner: E, stateSize: N } = a;
+      const rows = seqs.rows;
+      const p = this.copyIn(
+        'selectiveScan',
+        [
+          [f32(a.y), rows * E, 'y'],
+          [f32(a.u), rows * E, 'u'],
+          [f32(a.delta), rows * E, 'delta'],
+          [f32(a.deltaBias), E, 'deltaBias'],
+          [f32(a.A), E * N, 'A'],
+          [f32(a.B), rows * N, 'B'],
+          [f32(a.C), rows * N, 'C'],
+          [f32(a.D), E, 'D'],
+          [f32(a.state), seqs.count * E * N, 'state'],
+          [seqs.offsets, seqs.count + 1, 'offsets'],
+        ],
+        64 * E,
+      );
+      const [y, u, d, db, A, B, C, D, st, off] = p.map((q) => q.ptr);
+      this.k.selectiveScan(y, u, d, db, A, B, C, D, st, off, seqs.count, E, N, this.scratchTail);
+      this.copyOut(p[0], p[8]);
+    },
+    ssd: (args: unknown) => {
+      const a = args as SsdArgs;
+      const { seqs, heads: H, headDim: P, groups: G, stateSize: N } = a;
+      const rows = seqs.rows;
+      const p = this.copyIn(
+        'ssd',
+        [
+          [f32(a.y), rows * H * P, 'y'],
+          [f32(a.x), rows * H * P, 'x'],
+          [f32(a.dt), rows * H, 'dt'],
+          [f32(a.dtBias), H, 'dtBias'],
+          [f32(a.A), H, 'A'],
+          [f32(a.B), rows * G * N, 'B'],
+          [f32(a.C), rows * G * N, 'C'],
+          [f32(a.D), H, 'D'],
+          [f32(a.state), seqs.count * H * P * N, 'state'],
+          [seqs.offsets, seqs.count + 1, 'offsets'],
+        ],
+        2 * 64 * H,
+      );
+      const [y, x, dt, db, A, B, C, D, st, off] = p.map((q) => q.ptr);
+      this.k.ssd(
+        y,
+        x,
+        dt,
+        db,
+        A,
+        B,
+        C,
+        D,
+        st,
+        off,
+        seqs.count,
+        H,
+        P,
+        G,
+        N,
+        a.dtMin,
+        a.dtMax,
+        this.scratchTail,
+      );
+      this.copyOut(p[0], p[8]);
+    },
+  };
+
+  /** Where the kernel's own scratch starts, after the arrays of the last `copyIn`. */
+  private scratchTail = 0;
+
+  /**
+   * Copies the first `n` values of each array into scratch (16-byte aligned each) and
+   * leaves `extraFloats` after them for the kernel (`scratchTail`).
+   */
+  private copyIn(
+    op: string,
+    arrays: [Float32Array | Int32Array, number, string][],
+    extraFloats: number,
+  ): { ptr: number; n: number; src: Float32Array | Int32Array }[] {
+    let bytes = 0;
+    const at: number[] = [];
+    for (const [a, n, name] of arrays) {
+      if (a.length < n) throw new Error(`${op}: ${name} has ${a.length} values, needs ${n}`);
+      at.push(bytes);
+      bytes += Math.ceil((4 * n) / 16) * 16;
+    }
+    const base = this.scratch(bytes + 4 * extraFloats);
+    this.scratchTail = base + bytes;
+    const buffer = this.heap.f32.buffer;
+    return arrays.map(([a, n], i) => {
+      const ptr = base + at[i];
+      if (a instanceof Int32Array) new Int32Array(buffer, ptr, n).set(a.subarray(0, n));
+      else new Float32Array(buffer, ptr, n).set(a.subarray(0, n));
+      return { ptr, n, src: a };
+    });
+  }
+
+  private copyOut(...outputs: { ptr: number; n: number; src: Float32Array | Int32Array }[]): void {
+    for (const o of outputs)
+      (o.src as Float32Array).set(new Float32Array(this.heap.f32.buffer, o.ptr, o.n));
   }
 
   release(w: Linear): void {

@@ -5,6 +5,8 @@
 // Packed layout P of W [rows, cols]: blocks of 16 output rows, each [cols][16], rows padded
 // with zeros to a multiple of 16 — gemv then streams the weights once, front to back.
 
+export { conv1d, selectiveScan, ssd } from './mamba';
+
 /** First free byte after this module's static data; the loader's heap starts here. */
 export function heapBase(): usize {
   return __heap_base;
