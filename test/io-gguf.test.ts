@@ -1106,6 +1106,11 @@ describe('GGUF World tokenizer', needsShared('tokenizers/rwkv_vocab_v20230424.tx
       () => loadTokenizer(p),
       (e: unknown) => e instanceof UserError && /'gpt2' tokenizer/.test(e.message) && !!e.hint,
     );
+    // as a model, it falls back to the tokenizer files beside it (none here)
+    assert.throws(
+      () => tokenizerForModel({ modelPath: p, vocabSize: 50257 }),
+      (e: unknown) => e instanceof UserError && /no tokenizer found next to/.test(e.message),
+    );
   });
 });
 

@@ -1007,10 +1007,15 @@ export function writeGguf(
     for (const [k, v] of mapped.kv) kv.set(k, v);
     out = mapped.tensors;
   } else {
+    // As llama-quantize: vectors stay f32; a matrix whose rows are not whole blocks gets f16.
+    const typeOf = (shape: readonly number[]): GgufWriteType => {
+      if (shape.length < 2) return 'f32';
+      return isQuantType(dtype) && shape[shape.length - 1] % QK !== 0 ? 'f16' : dtype;
+    };
     out = tensors.map((t) => ({
       name: t.name,
       shape: t.shape,
-      type: t.shape.length >= 2 && (t.shape[t.shape.length - 1] ?? 0) % QK === 0 ? dtype : 'f32',
+      type: typeOf(t.shape),
       data: t.data,
     }));
   }

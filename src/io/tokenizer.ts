@@ -142,6 +142,21 @@ function isGgufFile(path: string): boolean {
   }
 }
 
+/** `tokenizer.ggml.model` of a GGUF file (undefined when absent or unreadable). */
+function ggufTokenizerModel(path: string): string | undefined {
+  let file: FileSource | undefined;
+  try {
+    file = new FileSource(path);
+    const model = readGgufHeader(file).kv.get('tokenizer.ggml.model')?.value;
+    return typeof model === 'string' ? model : undefined;
+  } catch (e) {
+    if (e instanceof UserError) return undefined; // the model's own reader reports it
+    throw e;
+  } finally {
+    file?.close();
+  }
+}
+
 /**
  * The tokenizer embedded in a GGUF file. Only llama.cpp's RWKV World vocabulary
  * (`tokenizer.ggml.model` "rwkv") is built; BPE / SentencePiece vocabularies are refused.
@@ -202,8 +217,9 @@ export function tokenizerForModel(opts: {
     return tok;
   }
   if (vocabSize === 256) return new ByteTokenizer();
-  // A GGUF model carries its tokenizer (the World one for RWKV files).
-  if (isGgufFile(modelPath)) {
+  // A GGUF model may carry its tokenizer: the World one of RWKV files is built from it.
+  const embedded = isGgufFile(modelPath) ? ggufTokenizerModel(modelPath) : undefined;
+  if (embedded === 'rwkv') {
     const tok = tokenizerFromGguf(modelPath);
     checkTokenizerFits(tok, vocabSize, modelPath);
     return tok;
