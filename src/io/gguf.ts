@@ -368,8 +368,7 @@ export function readGgufHeader(file: FileSource): GgufHeader {
   const version = c.u32('version');
   if (version !== 2 && version !== 3) {
     // A big-endian file (GGUF v3 allows one) reads its version byte-swapped.
-    const swapped =
-      ((version & 0xff) << 24) | ((version & 0xff00) << 8) | ((version >>> 8) & 0xff00);
+    const swapped = Buffer.from(Uint32Array.of(version).buffer).readUInt32BE(0);
     if (swapped === 2 || swapped === 3) {
       throw new FormatError(
         path,
