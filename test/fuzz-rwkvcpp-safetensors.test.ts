@@ -43,6 +43,7 @@ function attempt(
     }
     if (e instanceof FormatError)
       assert.ok(e.message.startsWith(dir), `${label}: error names the file: ${e.message}`);
+    assert.ok(!e.message.includes('\n'), `${label}: message is not one line: ${e.message}`);
     outcomes.error++;
   } finally {
     c?.close();
