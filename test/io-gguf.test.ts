@@ -352,6 +352,19 @@ describe('GGUF container', () => {
     });
   });
 
+  test('keys and architectures named like Object properties stay plain data', () => {
+    const p = save(
+      'proto.gguf',
+      ggufFile([kvStr('general.architecture', 'constructor'), kvU32('__proto__', 7)], []),
+    );
+    withCk(p, (c) => {
+      assert.equal(c.meta.architecture, 'constructor');
+      const m = c.meta.metadata as Record<string, unknown>;
+      assert.equal(Object.getPrototypeOf(m), Object.prototype);
+      assert.equal(Object.getOwnPropertyDescriptor(m, '__proto__')?.value, 7);
+    });
+  });
+
   test('RWKV-6 on Qwen2 and ARWKV-7 are refused by name; other architectures open as-is', () => {
     for (const arch of ['rwkv6qwen2', 'arwkv7']) {
       const p = save(`${arch}.gguf`, ggufFile([kvStr('general.architecture', arch)], []));

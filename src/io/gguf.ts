@@ -622,7 +622,7 @@ export function openGguf(path: string): Checkpoint {
   try {
     const header = readGgufHeader(file);
     const arch = stringKV(header, 'general.architecture');
-    if (arch !== undefined && UNSUPPORTED_RWKV_ARCHS[arch]) {
+    if (arch !== undefined && Object.hasOwn(UNSUPPORTED_RWKV_ARCHS, arch)) {
       throw new UserError(
         `${path}: GGUF architecture '${arch}' (${UNSUPPORTED_RWKV_ARCHS[arch]}) is not supported`,
         'actsparse reads RWKV-6 and RWKV-7 GGUF files (general.architecture rwkv6, rwkv7).',
@@ -721,9 +721,8 @@ function ggufMeta(h: GgufHeader, arch: string | undefined): Record<string, unkno
       };
     }
   }
-  const all: Record<string, GgufValue> = {};
-  for (const [k, v] of h.kv) all[k] = v.value;
-  meta.metadata = all;
+  // fromEntries defines own properties, so a key such as "__proto__" stays plain data
+  meta.metadata = Object.fromEntries([...h.kv].map(([k, v]) => [k, v.value]));
   return meta;
 }
 
