@@ -97,12 +97,15 @@ function open(src: FileSource): Checkpoint {
   for (const s of storages.values()) {
     const e = zip.get(`${root}/data/${s.key}`);
     if (!e)
-      throw new FormatError(path, `storage "${s.key}" has no zip entry ${root}/data/${s.key}`);
+      throw new FormatError(
+        path,
+        `storage "${printable(s.key)}" has no zip entry ${printable(root)}/data/${printable(s.key)}`,
+      );
     const need = s.numel * (ELEMENT_BYTES[s.dtype] as number);
     if (e.uncompressedSize < need) {
       throw new FormatError(
         path,
-        `storage "${s.key}" declares ${s.numel} ${s.dtype} elements (${need} bytes) but its zip entry holds ${e.uncompressedSize} bytes`,
+        `storage "${printable(s.key)}" declares ${s.numel} ${s.dtype} elements (${need} bytes) but its zip entry holds ${e.uncompressedSize} bytes`,
       );
     }
     storageEntries.set(s.key, e);
@@ -215,11 +218,11 @@ class PthCheckpoint implements Checkpoint {
   }
 
   read(name: string): Tensor {
-    if (this.closed) throw new UserError(`${this.path}: read of "${name}" after close`);
+    if (this.closed) throw new UserError(`${this.path}: read of "${printable(name)}" after close`);
     const t = this.index.get(name);
     if (!t) {
       throw new UserError(
-        `${this.path}: no tensor named "${name}"`,
+        `${this.path}: no tensor named "${printable(name)}"`,
         'List the tensors with `actsparse info`.',
       );
     }
@@ -227,11 +230,11 @@ class PthCheckpoint implements Checkpoint {
     const { dtype } = ref.storage;
     const size = ELEMENT_BYTES[dtype] as number;
     const n = numel(ref.shape);
-    const what = `tensor "${name}"`;
+    const what = `tensor "${printable(name)}"`;
     if (n === 0) return { shape: [...ref.shape], data: new Float32Array(0) };
     if (n > MAX_READ_ELEMENTS) {
       throw new UserError(
-        `${this.path}: tensor "${name}" has ${n} elements, more than one read can hold (${MAX_READ_ELEMENTS})`,
+        `${this.path}: tensor "${printable(name)}" has ${n} elements, more than one read can hold (${MAX_READ_ELEMENTS})`,
       );
     }
     if (isContiguous(ref.shape, ref.stride)) {
