@@ -3,12 +3,14 @@
  * the tensors, `<root>/data/<key>` holds each storage's little-endian bytes. Opening
  * reads the zip directory and the pickle; tensor data is read by `read`.
  */
+import { dirname, join } from 'node:path';
 import { FormatError, UserError } from '../errors.ts';
 import { numel, type Tensor } from '../tensor/tensor.ts';
 import type { Checkpoint, StoredDType, TensorEntry } from './checkpoint.ts';
 import { decodeToFloat32 } from './dtype.ts';
 import { FileSource } from './file.ts';
 import { type PickleValue, PyDict, printable, TensorRef, typeName, unpickle } from './pickle.ts';
+import { configBeside } from './safetensors.ts';
 import { isZip, ZipArchive, type ZipEntry } from './zip.ts';
 
 /** Bytes per element of each storage dtype torch writes. */
@@ -144,6 +146,9 @@ function open(src: FileSource): Checkpoint {
   if (formatVersion !== undefined) meta.formatVersion = printable(formatVersion);
   if (key) meta.stateDictKey = key;
   if (skipped.length) meta.skipped = skipped.slice(0, 20);
+  // pytorch_model.bin comes with its Hugging Face config.json beside it (OPT needs it).
+  const config = configBeside(join(dirname(path), 'config.json'));
+  if (config !== undefined) meta.config = config;
   return new PthCheckpoint(src, zip, index, meta);
 }
 

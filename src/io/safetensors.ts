@@ -122,8 +122,8 @@ export function openSafetensors(path: string): Checkpoint {
       names: scheme,
     };
     if (metadata !== undefined) meta.metadata = metadata;
-    const configPath = join(dir, 'config.json');
-    if (existsSync(configPath)) meta.config = readJsonFile(configPath, 'config.json');
+    const config = configBeside(join(dir, 'config.json'));
+    if (config !== undefined) meta.config = config;
     return new SafetensorsCheckpoint(index ?? files[0], opened, tensors, meta);
   } catch (e) {
     for (const f of opened) f.close();
@@ -203,6 +203,14 @@ function readIndexJson(index: string): { weightMap: Record<string, string>; meta
   }
   check(Object.keys(weightMap).length > 0, index, 'the weight_map is empty');
   return { weightMap, metadata: json.metadata };
+}
+
+/**
+ * A Hugging Face config.json next to a checkpoint (of any format), or undefined: every
+ * reader attaches it as `meta.config`, so that models never read files themselves.
+ */
+export function configBeside(path: string): unknown {
+  return existsSync(path) ? readJsonFile(path, 'config.json') : undefined;
 }
 
 function readJsonFile(path: string, what: string): unknown {
