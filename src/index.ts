@@ -28,6 +28,7 @@ export { estimateJson, formatEstimate } from './hardware/format.ts';
 export { type CostInput, parseShape, readRun, whatIf } from './hardware/inputs.ts';
 export { loadMapping, loadProfile } from './hardware/profile.ts';
 export type { Checkpoint, TensorEntry } from './io/checkpoint.ts';
+export { writeGguf } from './io/gguf.ts';
 export { memoryCheckpoint, type NamedTensor } from './io/memory.ts';
 export { openCheckpoint } from './io/open.ts';
 export { writePth } from './io/pth-writer.ts';
