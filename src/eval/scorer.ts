@@ -23,6 +23,7 @@ import {
 } from '../models/model.ts';
 import type { Buf } from '../tensor/backend.ts';
 import { beatsTarget, nll } from '../tensor/reference.ts';
+import { stopPoint } from '../util/cancel.ts';
 import type { Request, Scored } from './tasks/task.ts';
 
 export interface Encoded {
@@ -88,6 +89,8 @@ export interface ScoreOptions {
   /** Sees every site's input (e.g. zero counts for the sparsity report). */
   hook?: SiteHook;
   onProgress?: (done: number, total: number) => void;
+  /** Checked before every batch: aborted, scoring stops with `Stopped` (util/cancel.ts). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -131,6 +134,7 @@ export async function scoreRequests(
   let done = 0;
   let gi = 0;
   while (gi < groups.length) {
+    await stopPoint(opts.signal);
     // A batch of groups: shared rows and choice rows each within the budget.
     const batchGroups: number[][] = [];
     let sharedRows = 0;

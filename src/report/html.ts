@@ -34,6 +34,8 @@ export interface RenderedPlot {
   /** File-name stem, e.g. "03-brown-1.0005-k-heatmap". */
   name: string;
   title: string;
+  /** The caption under the figure (plain text), kept with the PNG export. */
+  caption: string;
   svg: string;
 }
 
@@ -394,7 +396,12 @@ export async function buildReport(
     const svg = await renderSvg(plot.spec);
     n++;
     const name = `${String(n).padStart(2, '0')}-${run ? `${slug(run.label)}-` : ''}${plot.id}`;
-    rendered.push({ name, title: plot.title, svg });
+    rendered.push({
+      name,
+      title: plot.title,
+      caption: `Figure ${n}. ${plot.title}. ${plot.caption.replaceAll('`', '')}`,
+      svg,
+    });
     return figure(n, plot, svg);
   };
 

@@ -709,6 +709,45 @@ export async function renderSvg(spec: TopLevelSpec): Promise<string> {
   }
 }
 
+const xmlEscape = (t: string) =>
+  t
+    .replaceAll('&', '&amp;')
+    .replaceAll('<', '&lt;')
+    .replaceAll('>', '&gt;')
+    .replaceAll('"', '&quot;');
+
+/**
+ * A rendered plot as PNG with its caption set under it, so that what "estimate", "*"
+ * and the colours mean travels with the picture.
+ */
+export async function plotPng(plot: { svg: string; caption: string }): Promise<Uint8Array> {
+  const size = /<svg[^>]*\bwidth="([\d.]+)"[^>]*\bheight="([\d.]+)"/.exec(plot.svg);
+  const width = Math.max(360, size ? Number(size[1]) : 600);
+  const height = size ? Number(size[2]) : 400;
+  // About 6.4 px per character at 12 px sans-serif.
+  const perLine = Math.floor((width - 16) / 6.4);
+  const lines: string[] = [];
+  let line = '';
+  for (const word of plot.caption.split(/\s+/)) {
+    if (line && line.length + 1 + word.length > perLine) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  if (line) lines.push(line);
+  const lead = 16;
+  const total = height + 12 + lead * lines.length + 8;
+  const inner = plot.svg.replace(/^<\?xml[^>]*>\s*/, '');
+  const text = lines
+    .map(
+      (l, i) =>
+        `<text x="8" y="${height + 12 + lead * (i + 1) - 4}" font-family="DejaVu Sans, sans-serif" font-size="12" fill="#444">${xmlEscape(l)}</text>`,
+    )
+    .join('');
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="${width}" height="${total}" viewBox="0 0 ${width} ${total}">${inner}${text}</svg>`;
+  return svgToPng(svg);
+}
+
 /** An SVG as PNG (2× scale) via @resvg/resvg-js, loaded only when asked for. */
 export async function svgToPng(svg: string): Promise<Uint8Array> {
   let Resvg: typeof import('@resvg/resvg-js').Resvg;
