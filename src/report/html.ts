@@ -124,7 +124,7 @@ function cards(f: RunFacts): string {
         'Loss growth',
         times(main.value),
         f.heldOutGrowth
-          ? `held-out text (${f.heldOutGrowth.source}); calibration ${times(f.calibrationGrowth)}`
+          ? `on held-out text (${f.heldOutGrowth.source === 'calibration' ? 'documents calibrate set aside' : 'eval --text'}); on the calibration tokens ${times(f.calibrationGrowth)}`
           : 'on the calibration tokens',
       ),
     );
@@ -361,23 +361,29 @@ function provenance(run: Run): string {
       ['eval written by', `${e.tool.name} ${e.tool.version}`],
     );
   }
-  const h = run.hw;
-  if (h) {
+  for (const [file, h] of [
+    ...(run.hw ? [['hw.json', run.hw] as const] : []),
+    ...run.moreHw.map((x) => [x.file, x.hw] as const),
+  ]) {
+    const p = file === 'hw.json' ? 'hw' : file;
     rows.push(
-      ['hw: profile', `${h.profile.title} (${h.profile.name}, ${h.profile.costModel})`],
-      ['hw: profile file', h.profile.file],
-      ['hw: input', h.input.source],
-      ['hw: mapping', json(h.mapping.file ?? h.mapping.description ?? '')],
-      ['hw: caveat', h.caveat],
-      ['hw written by', `${h.tool.name} ${h.tool.version}`],
+      [`${p}: profile`, `${h.profile.title} (${h.profile.name}, ${h.profile.costModel})`],
+      [`${p}: profile file`, h.profile.file],
+      [`${p}: input`, h.input.source],
+      [`${p}: mapping`, json(h.mapping.file ?? h.mapping.description ?? '')],
+      [`${p}: caveat`, h.caveat],
+      [`${p} written by`, `${h.tool.name} ${h.tool.version}`],
     );
   }
-  const b = run.bench;
-  if (b) {
+  for (const [file, b] of [
+    ...(run.bench ? [['bench.json', run.bench] as const] : []),
+    ...run.moreBench.map((x) => [x.file, x.bench] as const),
+  ]) {
+    const p = file === 'bench.json' ? 'bench' : file;
     rows.push(
-      ['bench: machine', `${b.machine.cpu}, ${b.machine.cores} cores, Node ${b.machine.node}`],
-      ['bench: backends', b.backends.join('; ')],
-      ['bench: model', b.model ? `${b.model.shape}: ${b.model.source}` : ''],
+      [`${p}: machine`, `${b.machine.cpu}, ${b.machine.cores} cores, Node ${b.machine.node}`],
+      [`${p}: backends`, b.backends.join('; ')],
+      [`${p}: model`, b.model ? `${b.model.shape}: ${b.model.source}` : ''],
     );
   }
   return kv(rows);
@@ -451,15 +457,21 @@ export async function buildReport(
       if (traj) body.push('<h3>Calibration</h3>', traj);
     }
     body.push(taskTable(run));
-    if (run.hw) {
-      const hw = await fig(hwPlot(run.hw), run);
-      if (hw) body.push('<h3>Hardware estimate</h3>', hw);
+    for (const [file, h] of [
+      ...(run.hw ? [['hw.json', run.hw] as const] : []),
+      ...run.moreHw.map((x) => [x.file, x.hw] as const),
+    ]) {
+      const hw = await fig(hwPlot(h), run);
+      if (hw) body.push(`<h3>Hardware estimate: ${esc(h.profile.title)} (${esc(file)})</h3>`, hw);
     }
-    if (run.bench) {
+    for (const [file, b] of [
+      ...(run.bench ? [['bench.json', run.bench] as const] : []),
+      ...run.moreBench.map((x) => [x.file, x.bench] as const),
+    ]) {
       body.push(
-        '<h3>Measured speed</h3>',
-        await fig(kernelsPlot(run.bench), run),
-        await fig(decodePlot(run.bench), run),
+        `<h3>Measured speed (${esc(file)})</h3>`,
+        await fig(kernelsPlot(b), run),
+        await fig(decodePlot(b), run),
       );
     }
     body.push('</section>');

@@ -610,8 +610,7 @@ export function kernelsPlot(b: BenchFile): Plot | null {
   return {
     id: 'kernels',
     title: `Kernel speeds on this machine (${b.machine.cpu}, ${b.machine.cores} cores)`,
-    caption:
-      'Measured by `actsparse bench`: median over repeats with min–max bars. GEMV is bound by memory bandwidth, so skipping the weight columns of zero inputs can speed it up by at most 1/(1 − zeros) (dashed).',
+    caption: `Measured by \`actsparse bench\`: median over repeats with min–max bars. GEMV is bound by memory bandwidth, so skipping the weight columns of zero inputs can speed it up by at most 1/(1 − zeros) (dashed); speedups are over the fastest dense path (${[...new Set(b.sparse.map((x) => x.baseline ?? 'dense GEMV'))].join(' or ')}).`,
     spec: {
       hconcat: [
         ...(gemm.length ? [bars(gemm, 'GEMM (GFLOPS)')] : []),
@@ -644,7 +643,7 @@ export function decodePlot(b: BenchFile): Plot | null {
   return {
     id: 'decode',
     title: `Decode speed: ${m.shape}`,
-    caption: `Tokens per second generating one token at a time (${m.backend}), dense and with ${m.targetZeros === null ? 'the calibrated thresholds' : `thresholds set for ${pct(m.targetZeros)}% zeros at every site`} (${pct(m.measuredZeros)}% zeros measured); ${m.floorTokensPerSec ? 'the dashed line is the dense speed memory bandwidth allows (weights read once per token)' : 'no bandwidth figure was measured'}.`,
+    caption: `Tokens per second generating one token at a time (${m.backend}) with ${m.source}${m.decodeTokens ? `, ${m.decodeTokens} tokens per timed run` : ''}: dense, and with ${m.targetZeros !== null ? `thresholds set for ${pct(m.targetZeros)}% zeros at every site` : (m.zerosSource ?? 'the calibrated thresholds')} (${pct(m.measuredZeros)}% zeros measured); ${m.floorTokensPerSec ? 'the dashed line is the dense speed memory bandwidth allows (weights read once per token)' : 'no bandwidth figure was measured'}.`,
     spec: {
       width: { step: 110 },
       height: 220,

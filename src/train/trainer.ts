@@ -25,6 +25,7 @@ import { openSafetensors, writeAll, writeAtomically, writeSafetensors } from '..
 import { ByteTokenizer } from '../io/tokenizer.ts';
 import type { Rwkv4Config } from '../models/rwkv4.ts';
 import { Stopped, stopPoint } from '../util/cancel.ts';
+import { oneLine } from '../util/files.ts';
 import { type AdamWConfig, adamwUpdate, clipGradNorm, learningRate } from './adamw.ts';
 import type { Matmul } from './matmul.ts';
 import { dataParallel, type GradEngine, sharedF32, singleThread } from './parallel.ts';
@@ -472,7 +473,7 @@ function parseState(path: string): TrainState {
   try {
     raw = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    throw new UserError(`${path}: not readable JSON (${(e as Error).message})`);
+    throw new UserError(`${path}: not readable JSON (${oneLine((e as Error).message)})`);
   }
   const parsed = TrainState.safeParse(raw);
   if (!parsed.success) {
