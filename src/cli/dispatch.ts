@@ -51,7 +51,7 @@ function shellWord(w: string): string {
 }
 
 /** The command line that continues an interrupted run: the same words, --resume instead of --force. */
-export function resumeCommand(argv: readonly string[]): string {
+function resumeCommand(argv: readonly string[]): string {
   const words = argv.filter((w) => w !== '--force');
   if (!words.includes('--resume')) words.push('--resume');
   return ['actsparse', ...words].map(shellWord).join(' ');
@@ -102,8 +102,9 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
     return 0;
   } catch (e) {
     if (e instanceof Interrupted) {
+      // On a terminal a progress bar may hold the line: start a new one.
       io.err(
-        `interrupted: ${e.saved}${e.resumable ? `; continue with: ${resumeCommand(argv)}` : ''}\n`,
+        `${io.tty ? '\n' : ''}interrupted: ${e.saved}${e.resumable ? `; continue with: ${resumeCommand(argv)}` : ''}\n`,
       );
       return 130;
     }

@@ -3,15 +3,15 @@
  * The command-line entry point: the only code that touches process.argv, the standard
  * streams, signals and the exit code (dispatch.ts turns words into an exit code).
  *
- * SIGINT/SIGTERM: a stoppable command (calibrate, eval, train, bench, demo, generate)
- * gets an aborted signal, stops at its next stop point keeping what it finished, and
- * prints one line saying what was saved and how to continue (exit 130). Any other
- * command, or a second signal, ends the process at once with one line.
+ * SIGINT/SIGTERM: a stoppable command (calibrate, eval, train, bench, demo, generate,
+ * perplexity) gets an aborted signal, stops at its next stop point keeping what it
+ * finished, and prints one line saying what was saved and how to continue (exit 130).
+ * A second signal, or one sent to any other command (they write their outputs whole,
+ * at the end), ends the process at once.
  */
 import { commands } from './commands/index.ts';
-import { resumeCommand, runCli } from './dispatch.ts';
+import { runCli } from './dispatch.ts';
 import type { Io } from './io.ts';
-import { written } from './output.ts';
 
 const argv = process.argv.slice(2);
 const controller = new AbortController();
@@ -22,31 +22,22 @@ const io: Io = {
   signal: controller.signal,
 };
 
-const cmd = commands.find((c) => c.name === argv[0]);
-let finished = false;
-function onSignal(): void {
-  if (finished) return;
-  if (cmd?.stoppable && !controller.signal.aborted) {
+if (commands.find((c) => c.name === argv[0])?.stoppable) {
+  // The handler runs when the event loop next turns (at a stop point); removing it
+  // restores the default action, so that a second signal ends the process at once.
+  const onSignal = () => {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
     controller.abort();
-    return;
-  }
-  const kept = written.length
-    ? `wrote ${written.join(', ')} before stopping`
-    : 'nothing was written';
-  const again = controller.signal.aborted
-    ? `stopped at once, the step in progress is lost${cmd?.options.some((o) => o.name === 'resume') ? `; continue with: ${resumeCommand(argv)}` : ''}`
-    : kept;
-  process.stderr.write(`interrupted: ${again}\n`);
-  process.exit(130);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
 }
-process.on('SIGINT', onSignal);
-process.on('SIGTERM', onSignal);
 
 // A closed pipe (`actsparse generate … | head`) is not an error.
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   if (e.code === 'EPIPE') process.exit(0);
 });
 runCli(argv, io).then((code) => {
-  finished = true;
   process.exitCode = code;
 });

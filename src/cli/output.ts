@@ -137,16 +137,10 @@ export function prepareRunFolder(path: string, f: RunFolder): string | null {
   return line;
 }
 
-/** Files written by writeOutput in this process (for the line an interrupt prints). */
-export const written: string[] = [];
-
 /** Writes an output checked by `checkOutputFile`: to standard output for `-`. */
 export function writeOutput(io: Io, path: string, data: string | Uint8Array): void {
   if (path === STDOUT) io.out(data);
-  else {
-    writeFileAtomic(path, data);
-    written.push(path);
-  }
+  else writeFileAtomic(path, data);
 }
 
 /** Where a command's human-readable results go: stderr when --json - holds stdout. */

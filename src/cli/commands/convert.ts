@@ -5,7 +5,7 @@ import { openCheckpoint } from '../../io/open.ts';
 import { writeSafetensors } from '../../io/safetensors.ts';
 import { forceOption, formatBytes } from '../common.ts';
 import type { Command } from '../io.ts';
-import { checkOutputFile, STDOUT, written } from '../output.ts';
+import { checkOutputFile, STDOUT } from '../output.ts';
 
 type FloatDtype = 'f32' | 'f16' | 'bf16';
 
@@ -78,7 +78,6 @@ export const convert: Command = {
         names: a.flag('hf-names') ? 'hf-rwkv' : 'as-is',
         metadata: { format: 'pt', converted_by: 'actsparse', source_format: ckpt.format },
       });
-      written.push(output);
       const bytes =
         tensors.reduce((s, t) => s + t.shape.reduce((x, y) => x * y, 1), 0) *
         (dtype === 'f32' ? 4 : 2);

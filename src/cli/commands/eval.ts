@@ -103,12 +103,17 @@ export const evalCommand: Command = {
       throw new UserError(`--limit ${limit}: a whole number of items, or a fraction below 1`);
     const taskDir = a.str('task-dir') ?? process.env.ACTSPARSE_TASK_DIR;
     const texts = a.list('text');
-    const requested = a.str('tasks');
+    // Without --tasks: every lm-eval task with data, unless only texts were asked for.
+    const requested = a.str('tasks') ?? (texts.length ? '' : 'all');
     const names =
-      !requested || requested === 'all' ? 'all' : requested.split(',').map((s) => s.trim());
-    const { tasks, skipped } = resolveTasks(names, taskDir, limit);
-    for (const s of skipped) io.err(`skipping ${s}\n`);
-    if (tasks.length === 0 && texts.length === 0) {
+      requested === 'all'
+        ? 'all'
+        : requested
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean);
+    if (names !== 'all') for (const n of names) getTask(n);
+    if (names !== 'all' && names.length === 0 && texts.length === 0) {
       throw new UserError(
         'nothing to evaluate',
         'Give --tasks (a built-in one such as brown_next_word, or others with --task-dir), or --text FILE (or --text brown).',
@@ -125,6 +130,17 @@ export const evalCommand: Command = {
       resume: a.flag('resume'),
     });
     if (start) io.err(`${start}\n`);
+    const { tasks, skipped } = resolveTasks(names, taskDir, limit);
+    if (skipped.length) {
+      const where = taskDir ? `in ${taskDir}` : '(no --task-dir)';
+      io.err(`skipping ${skipped.length} task(s) without data ${where}: ${skipped.join(', ')}\n`);
+    }
+    if (tasks.length === 0 && texts.length === 0) {
+      throw new UserError(
+        `no task has data${taskDir ? ` in ${taskDir}` : ' (no --task-dir)'}, and no --text`,
+        'Give --task-dir with the task files, a built-in task (--tasks brown_next_word), or --text FILE.',
+      );
+    }
 
     const { model, tokenizer, ckpt } = openModel(path, a, io);
     ckpt.close();

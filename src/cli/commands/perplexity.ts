@@ -1,10 +1,11 @@
 import { readDocuments, tokenizeDocuments } from '../../data/documents.ts';
 import { textWindows } from '../../data/windows.ts';
-import { UserError } from '../../errors.ts';
+import { Interrupted, UserError } from '../../errors.ts';
 import { type PerplexityResult, perplexityText } from '../../formats/outputs.ts';
 import { thresholdsPath } from '../../formats/thresholds.ts';
-import { textLoss } from '../../models/loss.ts';
+import { type LossResult, textLoss } from '../../models/loss.ts';
 import { macWeighted, zeroCounter, zeroFractions } from '../../sparsity/plan.ts';
+import { Stopped, stopPoint } from '../../util/cancel.ts';
 import {
   backendOption,
   checkJson,
@@ -20,9 +21,13 @@ import {
 import type { Command } from '../io.ts';
 import { humanOut, writeOutput } from '../output.ts';
 
+/** Windows per call of the text loss (the stop points lie between calls). */
+const CHUNK = 256;
+
 export const perplexity: Command = {
   name: 'perplexity',
   summary: 'mean next-token NLL (nats) and perplexity of a text',
+  stoppable: true,
   description:
     'The mean negative log-likelihood of every token of a text after the first, in windows of --ctx tokens each from a fresh state (lm-eval’s rolling log-likelihood), dense or with thresholds; with thresholds it also reports the share of zeros they reach.',
   positionals: [
@@ -69,7 +74,21 @@ export const perplexity: Command = {
       throw new UserError(`${file}: too little text to score (fewer than 2 tokens)`);
     const t0 = performance.now();
     const counter = zeroCounter(model);
-    const r = await textLoss(model, windows, counter.hook);
+    // The one text loss, CHUNK windows at a time so that Ctrl-C is heard between chunks;
+    // a text of up to CHUNK windows is one call, as `eval --text` makes it.
+    const parts: LossResult[] = [];
+    try {
+      for (let i = 0; i < windows.length; i += CHUNK) {
+        parts.push(await textLoss(model, windows.slice(i, i + CHUNK), counter.hook));
+        await stopPoint(io.signal);
+      }
+    } catch (e) {
+      if (!(e instanceof Stopped)) throw e;
+      throw new Interrupted('nothing to save (the loss needs the whole text)', false);
+    }
+    const tokens = parts.reduce((acc, x) => acc + x.tokens, 0);
+    const meanNll = parts.reduce((acc, x) => acc + x.meanNll * x.tokens, 0) / tokens;
+    const r = parts.length === 1 ? parts[0] : { meanNll, perplexity: Math.exp(meanNll), tokens };
     const sparsity = macWeighted(model, zeroFractions(await counter.read()));
     const s = (performance.now() - t0) / 1000;
     const pct = (100 * sparsity).toFixed(1);
