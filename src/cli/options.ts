@@ -136,6 +136,15 @@ export function closest(word: string, known: readonly string[]): string | null {
 
 const fmt = (x: number) => (Number.isInteger(x) ? String(x) : String(Number(x.toPrecision(6))));
 
+/** "≥ 1", "between 0 and 1", "> 0 and ≤ 1", "≤ 100": an option's bounds in words. */
+function range({ min, max, above }: OptionSpec): string {
+  if (above !== undefined)
+    return max === undefined ? `> ${fmt(above)}` : `> ${fmt(above)} and ≤ ${fmt(max)}`;
+  if (min !== undefined)
+    return max === undefined ? `≥ ${fmt(min)}` : `between ${fmt(min)} and ${fmt(max)}`;
+  return `≤ ${fmt(max!)}`;
+}
+
 /** Checks one value against its option's type, bounds and choices. */
 function convert(o: OptionSpec, raw: string): Value {
   switch (o.type) {
@@ -160,17 +169,9 @@ function convert(o: OptionSpec, raw: string): Value {
           `--${o.name} ${raw}: expected ${o.type === 'integer' ? 'a whole number' : 'a number'}`,
         );
       const { min, max, above } = o;
-      const lo = above !== undefined ? `> ${fmt(above)}` : min !== undefined ? `≥ ${fmt(min)}` : '';
-      const tooLow = (above !== undefined && v <= above) || (min !== undefined && v < min);
-      const tooHigh = max !== undefined && v > max;
-      if (tooLow || tooHigh) {
-        const range =
-          lo && max !== undefined
-            ? min !== undefined && above === undefined
-              ? `between ${fmt(min)} and ${fmt(max)}`
-              : `${lo} and ≤ ${fmt(max)}`
-            : lo || `≤ ${fmt(max!)}`;
-        throw new UserError(`--${o.name} must be ${range} (got ${raw})`);
+      const low = above !== undefined ? v <= above : min !== undefined && v < min;
+      if (low || (max !== undefined && v > max)) {
+        throw new UserError(`--${o.name} must be ${range(o)} (got ${raw})`);
       }
       return v;
     }
@@ -321,6 +322,12 @@ export function helpText(spec: CommandSpec, width = 92): string {
     const left = `${o.name === 'help' ? '-h, ' : ''}--${o.name}${o.type === 'boolean' ? '' : ` ${placeholder(o)}`}`;
     const facts: string[] = [];
     if (o.type === 'choice' && o.value) facts.push(`Choices: ${o.choices!.join(', ')}.`);
+    const bounded = o.min !== undefined || o.max !== undefined || o.above !== undefined;
+    if ((o.type === 'number' || o.type === 'integer') && bounded) {
+      const r =
+        o.min !== undefined && o.max !== undefined ? `${fmt(o.min)} to ${fmt(o.max)}` : range(o);
+      facts.push(`Range: ${r}.`);
+    }
     if (o.required) facts.push('Required.');
     const def = o.defaultText ?? (o.default === undefined ? undefined : String(o.default));
     if (def !== undefined) facts.push(`Default: ${def}.`);

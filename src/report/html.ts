@@ -244,10 +244,11 @@ function taskTable(run: Run): string {
   if (!e) return '';
   const rows: TaskRow[] = taskRows(e);
   const items = (e.config.items ?? {}) as Record<string, unknown>;
+  const chance = (e.config.chance ?? {}) as Record<string, unknown>;
   const hasSparse = e.dense !== null;
   const head = hasSparse
-    ? ['task', 'metric', 'dense', 'sparse', 'Δ', '± (sparse)', 'items']
-    : ['task', 'metric', 'value', '±', 'items'];
+    ? ['task', 'metric', 'dense', 'sparse', 'Δ', '± (sparse)', 'chance', 'items']
+    : ['task', 'metric', 'value', '±', 'chance', 'items'];
   const body = rows.map((r) => {
     const d = r.sparse !== null && r.dense !== null ? r.sparse - r.dense : null;
     const delta =
@@ -255,9 +256,10 @@ function taskTable(run: Run): string {
         ? '–'
         : `<span class="${d >= 0 ? 'pos' : 'neg'}">${d >= 0 ? '+' : ''}${(100 * d).toFixed(1)}</span>`;
     const n = typeof items[r.task] === 'number' ? String(items[r.task]) : '';
+    const c = typeof chance[r.task] === 'number' ? pct(chance[r.task] as number) : '–';
     const cells = hasSparse
-      ? [esc(r.task), esc(r.metric), pct(r.dense), pct(r.sparse), delta, pct(r.stderr), esc(n)]
-      : [esc(r.task), esc(r.metric), pct(r.dense), pct(r.stderr), esc(n)];
+      ? [esc(r.task), esc(r.metric), pct(r.dense), pct(r.sparse), delta, pct(r.stderr), c, esc(n)]
+      : [esc(r.task), esc(r.metric), pct(r.dense), pct(r.stderr), c, esc(n)];
     return `<tr>${cells.map((c, j) => `<td${j >= 2 ? ' class="n"' : ''}>${c}</td>`).join('')}</tr>`;
   });
   const mean = (xs: (number | null)[]) => {
@@ -278,8 +280,9 @@ function taskTable(run: Run): string {
             : '–',
           '',
           '',
+          '',
         ]
-      : ['mean', '', pct(md), '', ''];
+      : ['mean', '', pct(md), '', '', ''];
     body.push(
       `<tr class="mean">${cells.map((c, j) => `<td${j >= 2 ? ' class="n"' : ''}>${c}</td>`).join('')}</tr>`,
     );
@@ -287,12 +290,12 @@ function taskTable(run: Run): string {
   const texts = Object.entries(e.heldOut).map(([name, s]) => {
     const d = e.dense?.heldOut[name];
     return hasSparse && d
-      ? `<tr><td>${esc(name)}</td><td>loss (nats)</td><td class="n">${d.meanNll.toFixed(4)}</td><td class="n">${s.meanNll.toFixed(4)}</td><td class="n">${times(s.meanNll / d.meanNll)}</td><td></td><td class="n">${esc(s.tokens)}</td></tr>`
-      : `<tr><td>${esc(name)}</td><td>loss (nats)</td><td class="n">${s.meanNll.toFixed(4)}</td><td></td><td class="n">${esc(s.tokens)}</td></tr>`;
+      ? `<tr><td>${esc(name)}</td><td>loss (nats)</td><td class="n">${d.meanNll.toFixed(4)}</td><td class="n">${s.meanNll.toFixed(4)}</td><td class="n">${times(s.meanNll / d.meanNll)}</td><td></td><td></td><td class="n">${esc(s.tokens)}</td></tr>`
+      : `<tr><td>${esc(name)}</td><td>loss (nats)</td><td class="n">${s.meanNll.toFixed(4)}</td><td></td><td></td><td class="n">${esc(s.tokens)}</td></tr>`;
   });
   return `<h3>Zero-shot accuracy</h3>
 <table><thead><tr>${head.map((h, j) => `<th${j >= 2 ? ' class="n"' : ''}>${esc(h)}</th>`).join('')}</tr></thead><tbody>${body.join('')}${texts.join('')}</tbody></table>
-<p class="path">Accuracy in % with lm-eval's main metric per task (acc_norm where lm-eval reports it first); Δ in points; ± is the standard error (sample sd / √n).</p>`;
+<p class="path">Accuracy in % with lm-eval's main metric per task (acc_norm where lm-eval reports it first); Δ in points; ± is the standard error (sample sd / √n); chance: guessing uniformly among the choices.</p>`;
 }
 
 function kv(rows: [string, string | number | null | undefined][]): string {

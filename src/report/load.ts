@@ -140,7 +140,11 @@ function crossCheck(run: Run, evalName: string): void {
 
 /** Loads every folder; labels made unique (a repeated name gets " (2)", " (3)", …). */
 export function loadRuns(dirs: readonly string[]): Run[] {
-  if (dirs.length === 0) throw new UserError('report: give at least one run directory');
+  if (dirs.length === 0)
+    throw new UserError(
+      'no run folder given',
+      'Give the folders written by `actsparse calibrate --out` (and eval, hw, bench).',
+    );
   const runs = dirs.map(loadRun);
   const seen = new Map<string, number>();
   for (const r of runs) {
