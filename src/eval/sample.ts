@@ -1,13 +1,14 @@
 /**
  * Next-token sampling: temperature, nucleus (top-p), greedy at temperature 0, in O(V).
  *
- * Top-p keeps the smallest set of most likely tokens whose probability mass reaches
- * p and draws from it. Sorting the whole vocabulary (50277 tokens) to find that set
- * cost 25–30 ms per token, as much as a decode step of a 430M model; here a weighted
- * quickselect finds the probability at the edge of the set in expected O(V), and only
- * the kept values are sorted, by a numeric typed-array sort, to walk them most likely
- * first as the sorted reference `sampleSorted` does: the same random draw gives the
- * same token.
+ * Top-p keeps the smallest set of most likely tokens whose probability mass reaches p,
+ * then draws from it, walking it most likely first. Sorting the vocabulary (50277
+ * tokens) for that cost 25–30 ms per token, as much as a decode step of a 430M model.
+ * Here two weighted quickselects (expected O(V), no sort) find where the kept set ends
+ * and where the draw falls in that most-likely-first order, with ties in index order as
+ * a stable sort leaves them: the same token as the sorted reference `sampleSorted` for
+ * the same random draw, except when the draw lies within rounding (≈1e-16 of the mass)
+ * of a boundary between two tokens, since the masses are summed in another order.
  */
 
 export interface SampleOptions {
@@ -34,12 +35,16 @@ function weights(logits: Float32Array, temperature: number, best: number) {
 }
 
 /**
- * The largest value τ such that the values ≥ τ hold at least `target` of the mass:
- * quickselect on a copy, three-way partitions around a pseudo-random pivot, keeping
- * only the side where the edge lies. Expected O(n).
+ * Where the running mass of `a` in descending order first reaches `target` (> 0): the
+ * value v there, the mass of the values above v, and how many values equal v. Weighted
+ * quickselect on `a` (reordered in place): three-way partitions around pseudo-random
+ * pivots, keeping only the side where the target lies. Null when the whole mass falls
+ * short of the target (by rounding).
  */
-export function massThreshold(values: Float64Array, target: number): number {
-  const a = Float64Array.from(values);
+function weightedSelect(
+  a: Float64Array,
+  target: number,
+): { value: number; above: number; ties: number } | null {
   let lo = 0;
   let hi = a.length;
   let above = 0; // mass of the values known to be above a[lo, hi)
@@ -52,7 +57,6 @@ export function massThreshold(values: Float64Array, target: number): number {
     let i = lo;
     let lt = hi;
     let massGt = 0;
-    let massEq = 0;
     while (i < lt) {
       const v = a[i];
       if (v > pivot) {
@@ -63,38 +67,29 @@ export function massThreshold(values: Float64Array, target: number): number {
       } else if (v < pivot) {
         a[i] = a[--lt];
         a[lt] = v;
-      } else {
-        massEq += v;
-        i++;
-      }
+      } else i++;
     }
+    const ties = lt - gt;
     if (above + massGt >= target) hi = gt;
-    else if (above + massGt + massEq >= target) return pivot;
+    else if (above + massGt + ties * pivot >= target)
+      return { value: pivot, above: above + massGt, ties };
     else {
-      above += massGt + massEq;
+      above += massGt + ties * pivot;
       lo = lt;
     }
   }
-  // The target lies beyond every value (rounding): keep everything.
-  return Number.NEGATIVE_INFINITY;
+  return null;
 }
 
-/**
- * The reference's walk over values sorted most likely first (`desc(j)` is the j-th):
- * keep while the mass is below `limit`, then find where `u` · mass falls. Returns the
- * position drawn, or null when the values ran out before the limit.
- */
-function walk(desc: (j: number) => number, n: number, limit: number, u: number, all: boolean) {
-  let kept = 0;
-  let mass = 0;
-  while (kept < n && mass < limit) mass += desc(kept++);
-  if (mass < limit && !all) return null;
-  let x = u * mass;
-  for (let j = 0; j < kept; j++) {
-    x -= desc(j);
-    if (x <= 0) return j;
-  }
-  return kept - 1;
+/** The largest τ such that the values ≥ τ hold at least `target` of the mass (for tests). */
+export function massThreshold(values: Float64Array, target: number): number {
+  return weightedSelect(new Float64Array(values), target)?.value ?? Number.NEGATIVE_INFINITY;
+}
+
+/** The r-th token (0-based, in index order) whose weight is `value`. */
+function nthWithValue(probs: Float64Array, value: number, r: number): number {
+  for (let i = 0; i < probs.length; i++) if (probs[i] === value && r-- === 0) return i;
+  throw new Error('sample: no token has the selected weight');
 }
 
 export function sample(
@@ -106,43 +101,39 @@ export function sample(
   if (temperature <= 0) return best;
   const { probs, sum } = weights(logits, temperature, best);
   const u = random();
-  if (topP >= 1) {
-    // Every token is kept: one pass in index order (the same distribution as sorted).
-    let x = u * sum;
-    for (let i = 0; i < probs.length; i++) {
-      x -= probs[i];
-      if (x <= 0) return i;
-    }
-    return probs.length - 1;
+
+  // The kept set: every weight above τ, and the first `m` tokens weighing τ exactly.
+  const edge = topP < 1 ? weightedSelect(new Float64Array(probs), topP * sum) : null;
+  let kept: Float64Array;
+  let mass: number;
+  if (!edge) {
+    kept = probs.slice();
+    mass = sum;
+  } else {
+    const m = Math.min(edge.ties, Math.max(1, Math.ceil((topP * sum - edge.above) / edge.value)));
+    let n = m;
+    for (let i = 0; i < probs.length; i++) if (probs[i] > edge.value) n++;
+    kept = new Float64Array(n);
+    let k = 0;
+    for (let i = 0; i < probs.length; i++) if (probs[i] > edge.value) kept[k++] = probs[i];
+    kept.fill(edge.value, k);
+    mass = edge.above + m * edge.value;
   }
-  // The kept set is a prefix of the sorted order: the values at or above τ. Sorting
-  // those values (a numeric typed-array sort) gives the reference's sums exactly,
-  // since tied tokens have equal values; the token is found by its value afterwards.
-  const tau = massThreshold(probs, topP * sum);
-  let n = 0;
-  for (let i = 0; i < probs.length; i++) if (probs[i] >= tau) n++;
-  const vals = new Float64Array(n);
-  n = 0;
-  for (let i = 0; i < probs.length; i++) if (probs[i] >= tau) vals[n++] = probs[i];
-  vals.sort();
-  const desc = (j: number) => vals[n - 1 - j];
-  const j = walk(desc, n, topP * sum, u, n === probs.length);
-  if (j === null) return sortedDraw(probs, topP * sum, u);
-  // Position j is the r-th of its value in the sorted order: ties go by index.
-  const v = desc(j);
-  let r = 0;
-  while (j - r - 1 >= 0 && desc(j - r - 1) === v) r++;
-  for (let i = 0; i < probs.length; i++) if (probs[i] === v && r-- === 0) return i;
-  throw new Error('sample: the drawn value is not among the probabilities');
+
+  // The draw: the first token, most likely first, whose running mass reaches u · mass.
+  const x = u * mass;
+  if (x <= 0) return best;
+  const at = weightedSelect(kept, x);
+  if (!at) {
+    // Rounding put x past the last kept token: that token (the least likely kept).
+    const last = weightedSelect(kept, mass * (1 - 1e-12))!;
+    return nthWithValue(probs, last.value, last.ties - 1);
+  }
+  const r = Math.min(at.ties, Math.max(1, Math.ceil((x - at.above) / at.value))) - 1;
+  return nthWithValue(probs, at.value, r);
 }
 
-/** The reference: sort every token, most likely first (stable on ties). */
-function sortedDraw(probs: Float64Array, limit: number, u: number): number {
-  const order = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a]);
-  return order[walk((j) => probs[order[j]], order.length, limit, u, true)!];
-}
-
-/** The sorted reference sampler (O(V log V)), for tests. */
+/** The sorted reference sampler (O(V log V)), for tests: a stable sort, most likely first. */
 export function sampleSorted(
   logits: Float32Array,
   { temperature, topP }: SampleOptions,
@@ -151,5 +142,14 @@ export function sampleSorted(
   const best = argmax(logits);
   if (temperature <= 0) return best;
   const { probs, sum } = weights(logits, temperature, best);
-  return sortedDraw(probs, topP * sum, random());
+  const order = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a]);
+  let kept = 0;
+  let mass = 0;
+  while (kept < order.length && mass < topP * sum) mass += probs[order[kept++]];
+  let x = random() * mass;
+  for (let j = 0; j < kept; j++) {
+    x -= probs[order[j]];
+    if (x <= 0) return order[j];
+  }
+  return order[kept - 1];
 }
