@@ -64,6 +64,9 @@ function checkWritableFolder(path: string, what: string): void {
  */
 export function checkOutputFile(path: string, option: string, force: boolean): string | null {
   if (path === STDOUT) return null;
+  // /dev/stdout, /dev/fd/3, /proc/self/fd/1: the process's own streams, whatever they
+  // point at (a file the shell just created for `> out.json` included), written through.
+  if (/^\/(dev|proc)\//.test(resolve(path))) return null;
   const what = `${option} ${path}`;
   const st = statOrNull(path);
   if (st?.isDirectory()) {
