@@ -11,7 +11,7 @@ import { commands } from './commands/index.ts';
 import type { Command, Io } from './io.ts';
 import { closest, helpText, parseArgs, wantsHelp } from './options.ts';
 
-export function overview(): string {
+function overview(): string {
   const w = Math.max(...commands.map((c) => c.name.length));
   return [
     'actsparse: training-free activation sparsity for RWKV and OPT language models',

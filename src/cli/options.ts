@@ -94,17 +94,6 @@ export class Args {
     this.option(name);
     return (this.values.get(name) as string[] | undefined) ?? [];
   }
-
-  /** The command line that produced these arguments (for "continue with: …"). */
-  argv(): string[] {
-    const out = [this.spec.name, ...this.positionals];
-    for (const [k, v] of this.values) {
-      if (v === true) out.push(`--${k}`);
-      else if (Array.isArray(v)) for (const x of v) out.push(`--${k}`, x);
-      else out.push(`--${k}`, String(v));
-    }
-    return out;
-  }
 }
 
 /** Edit distance with adjacent transpositions (optimal string alignment), for "did you mean". */
