@@ -8,7 +8,7 @@
  * The README's "As a library" section shows a whole script.
  */
 
-export { type OpenedModel, type OpenOptions, openModel } from './api.ts';
+export { type OpenedModel, type OpenOptions, openModel, openModelOnly } from './api.ts';
 export { brownDocuments, type Doc } from './data/brown.ts';
 export { loadCorpus, readDocuments, splitDocuments, tokenizeDocuments } from './data/documents.ts';
 export { textWindows, tokenWindows } from './data/windows.ts';
