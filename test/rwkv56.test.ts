@@ -32,6 +32,7 @@ import { logSoftmax } from '../src/tensor/reference.ts';
 import { jsBackend } from '../src/tensor/select.ts';
 import { assertClose, maxAbsDiff } from './helpers/assert.ts';
 import { cpuBackends } from './helpers/backends.ts';
+import { runCommand } from './helpers/cli.ts';
 import { logitsOf, stepAll } from './helpers/model.ts';
 import { needsShared, shared, tmpDir } from './helpers/shared.ts';
 
@@ -461,5 +462,34 @@ describe('site tables', () => {
         model.sites.perBlock.map((s) => s.id),
       );
     }
+  });
+});
+
+describe('commands take RWKV-5/6 shapes', () => {
+  test('hw what-if for an RWKV-6 shape costs its LoRA sites and the state update', async () => {
+    const { out } = await runCommand([
+      'hw',
+      '--sparsity',
+      '0.5',
+      '--shape',
+      '2x128',
+      '--arch',
+      'rwkv6',
+      '--vocab',
+      '256',
+      '--profile',
+      'seneca',
+    ]);
+    assert.match(out, /att\.time_maa_w1 128→160, att\.time_maa_w2 160→128/);
+    assert.match(out, /att\.time_decay_w1 128→64, att\.time_decay_w2 64→128/);
+    assert.match(out, /ops: wkv6/);
+  });
+
+  test('bench --arch goes with --shape', async () => {
+    await assert.rejects(runCommand(['bench', '--arch', 'rwkv5']), /--arch goes with --shape/);
+    await assert.rejects(
+      runCommand(['bench', '--shape', '1x64', '--arch', 'rwkv9']),
+      /unknown architecture "rwkv9"/,
+    );
   });
 });

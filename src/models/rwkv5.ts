@@ -167,7 +167,6 @@ interface TimeMix {
   time_mix_k: Buf; // [C]  (stored [1, 1, C])
   time_mix_v: Buf; // [C]
   time_mix_r: Buf; // [C]
-  time_mix_g: Buf | null; // [C]  (gate only)
   /** Holds w = exp(−exp(time_decay)) per channel, computed once at load. */
   time_decay: Buf; // [A]  (stored [H] or [H, N])
   /** Holds u per channel: time_faaaa, or exp(time_first) for 5.0/5.1 checkpoints. */
@@ -176,7 +175,8 @@ interface TimeMix {
   key: Linear; // [A, C]
   value: Linear; // [A, C]
   receptance: Linear; // [A, C]
-  gate: Linear | null; // [A, C]
+  /** 5.1 and 5.2: `time_mix_g` and `gate.weight`. */
+  gate: { time_mix_g: Buf; weight: Linear } | null; // [C], [A, C]
   output: Linear; // [C, A]
 }
 
@@ -239,7 +239,7 @@ export class Rwkv5 implements LanguageModel<Rwkv5State> {
     this.thresholds = new Float32Array(config.nLayer * this.sites.perBlock.length);
     let weightBytes = 4 * emb.length + head_.bytes;
     for (const { att, ffn } of blocks) {
-      for (const l of [att.key, att.value, att.receptance, att.gate, att.output])
+      for (const l of [att.key, att.value, att.receptance, att.gate?.weight, att.output])
         weightBytes += l?.bytes ?? 0;
       for (const l of [ffn.key, ffn.receptance, ffn.value]) weightBytes += l.bytes;
     }
@@ -307,7 +307,6 @@ export class Rwkv5 implements LanguageModel<Rwkv5State> {
           time_mix_k: vec(`${p}.time_mix_k`),
           time_mix_v: vec(`${p}.time_mix_v`),
           time_mix_r: vec(`${p}.time_mix_r`),
-          time_mix_g: gate ? vec(`${p}.time_mix_g`) : null,
           // w = exp(−exp(time_decay))
           time_decay: headwise(`${p}.time_decay`, (w) => Math.exp(-Math.exp(w))),
           time_first: faaaa
@@ -317,7 +316,9 @@ export class Rwkv5 implements LanguageModel<Rwkv5State> {
           key: lin(`${p}.key.weight`, A, C),
           value: lin(`${p}.value.weight`, A, C),
           receptance: lin(`${p}.receptance.weight`, A, C),
-          gate: gate ? lin(`${p}.gate.weight`, A, C) : null,
+          gate: gate
+            ? { time_mix_g: vec(`${p}.time_mix_g`), weight: lin(`${p}.gate.weight`, A, C) }
+            : null,
           output: lin(`${p}.output.weight`, C, A),
         },
         ffn: {
@@ -406,10 +407,10 @@ export class Rwkv5 implements LanguageModel<Rwkv5State> {
     this.linear(r, att.receptance, xm, b, 'att.receptance', n, hook);
     be.timeShiftMix(xm, xx, attX, att.time_mix_v, seqs, C);
     this.linear(v, att.value, xm, b, 'att.value', n, hook);
-    if (g && att.gate && att.time_mix_g) {
+    if (g && att.gate) {
       // g = silu(Wg xg)
-      be.timeShiftMix(xm, xx, attX, att.time_mix_g, seqs, C);
-      this.linear(g, att.gate, xm, b, 'att.gate', n, hook);
+      be.timeShiftMix(xm, xx, attX, att.gate.time_mix_g, seqs, C);
+      this.linear(g, att.gate.weight, xm, b, 'att.gate', n, hook);
       be.unary('silu', g, g);
     }
     be.lastRows(attX, xx, seqs, C);

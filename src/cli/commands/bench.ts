@@ -2,6 +2,7 @@ import { UserError } from '../../errors.ts';
 import { writeBench } from '../../formats/bench.ts';
 import { readThresholds } from '../../formats/thresholds.ts';
 import { openCheckpoint } from '../../io/open.ts';
+import { architecture } from '../../models/registry.ts';
 import { formatBench, runBench } from '../../report/bench.ts';
 import { applyThresholds } from '../../sparsity/plan.ts';
 import type { Backend } from '../../tensor/backend.ts';
@@ -10,7 +11,7 @@ import { num, parse, str } from '../args.ts';
 import type { Command } from '../io.ts';
 
 const usage =
-  'actsparse bench [--model FILE | --shape LAYERSxEMBD] [--vocab N] [--sparsity 0.6] [--seq-len 512] [--repeats 9] [--backend LIST] [--json FILE] [--quick] [--model-only] [--thresholds FILE (with --model)]';
+  'actsparse bench [--model FILE | --shape LAYERSxEMBD [--arch rwkv4]] [--vocab N] [--sparsity 0.6] [--seq-len 512] [--repeats 9] [--backend LIST] [--json FILE] [--quick] [--model-only] [--thresholds FILE (with --model)]';
 
 export const bench: Command = {
   name: 'bench',
@@ -23,6 +24,7 @@ export const bench: Command = {
       {
         model: { type: 'string' },
         shape: { type: 'string' },
+        arch: { type: 'string' },
         vocab: { type: 'string' },
         sparsity: { type: 'string' },
         'seq-len': { type: 'string' },
@@ -61,6 +63,10 @@ export const bench: Command = {
     }
     const modelPath = str(p, 'model');
     if (modelPath && shape) throw new UserError('bench: give --model or --shape, not both');
+    // The architecture of a --shape model (a --model file tells its own).
+    const arch = str(p, 'arch');
+    if (arch && !shape) throw new UserError('bench: --arch goes with --shape');
+    if (arch) architecture(arch);
     const thresholdsPath = str(p, 'thresholds');
     if (thresholdsPath && !modelPath) throw new UserError('bench: --thresholds goes with --model');
     const plan = thresholdsPath ? readThresholds(thresholdsPath) : null;
@@ -71,6 +77,7 @@ export const bench: Command = {
         repeats: num(p, 'repeats', 9, { min: 1, max: 1000, integer: true }),
         checkpoint,
         shape,
+        arch,
         sparsity: num(p, 'sparsity', 0.6, { min: 0, max: 0.99 }),
         sequenceT: num(p, 'seq-len', 512, { min: 0, max: 1 << 16, integer: true }),
         quick: !!p.values.quick,
