@@ -51,6 +51,8 @@ export {
 export { randomRwkv4 } from './models/random.ts';
 export { ARCHITECTURES, architecture, detectArchitecture, loadModel } from './models/registry.ts';
 export { RWKV4_SITES, Rwkv4, type Rwkv4State } from './models/rwkv4.ts';
+export { LN_X_EPS, Rwkv5, type Rwkv5Config, type Rwkv5State } from './models/rwkv5.ts';
+export { RWKV6_SITES, Rwkv6, type Rwkv6Config, type Rwkv6State } from './models/rwkv6.ts';
 export { calibrate, calibrationWindows } from './sparsity/calibrate.ts';
 export { applyThresholds, macWeighted, measureSparsity } from './sparsity/plan.ts';
 export type { Backend, Buf, Linear } from './tensor/backend.ts';

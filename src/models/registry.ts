@@ -11,8 +11,18 @@ import { memoryCheckpoint, zeroCheckpoint } from '../io/memory.ts';
 import type { Backend } from '../tensor/backend.ts';
 import type { LanguageModel } from './model.ts';
 import { Opt } from './opt.ts';
-import { optSpecs, randomOpt, randomRwkv4, rwkv4Specs } from './random.ts';
+import {
+  materialize,
+  optSpecs,
+  randomOpt,
+  randomRwkv4,
+  rwkv4Specs,
+  rwkv5Specs,
+  rwkv6Specs,
+} from './random.ts';
 import { Rwkv4 } from './rwkv4.ts';
+import { Rwkv5 } from './rwkv5.ts';
+import { Rwkv6 } from './rwkv6.ts';
 
 /**
  * Dimensions for random weights: the three every architecture has, plus any of its
@@ -50,6 +60,20 @@ const rwkv4Shape = (s: ArchShape) => ({
   nFfn: num(s.nFfn),
 });
 const bool = (v: unknown): boolean | undefined => (typeof v === 'boolean' ? v : undefined);
+const rwkv5Shape = (s: ArchShape) => ({
+  ...rwkv4Shape(s),
+  dimAtt: num(s.dimAtt),
+  headSize: num(s.headSize),
+  gate: bool(s.gate),
+  perChannel: bool(s.perChannel),
+});
+const rwkv6Shape = (s: ArchShape) => ({
+  ...rwkv4Shape(s),
+  dimAtt: num(s.dimAtt),
+  headSize: num(s.headSize),
+  maaLora: num(s.maaLora),
+  decayLora: num(s.decayLora),
+});
 const optShape = (s: ArchShape) => ({
   nLayer: s.nLayer,
   nEmbd: s.nEmbd,
@@ -97,6 +121,34 @@ export const ARCHITECTURES: readonly Architecture[] = [
       ),
     skeleton: (s) => zeroCheckpoint(rwkv4Specs(rwkv4Shape(s)), `<rwkv4 ${s.nLayer}x${s.nEmbd}>`),
   },
+  {
+    name: 'rwkv5',
+    label: 'RWKV-5',
+    // GroupNorm ln_x and a time_decay (RWKV-7 has w0), without RWKV-6's time_maa.
+    detect: (c) =>
+      has(c, 'blocks.0.att.ln_x.weight') &&
+      has(c, 'blocks.0.att.time_decay') &&
+      !has(c, 'blocks.0.att.time_maa_x'),
+    load: (c, be, o) => Rwkv5.load(c, be, o),
+    random: (s, seed = 1) =>
+      memoryCheckpoint(
+        materialize(rwkv5Specs({ ...rwkv5Shape(s), seed })),
+        `<random rwkv5 ${s.nLayer}x${s.nEmbd}>`,
+      ),
+    skeleton: (s) => zeroCheckpoint(rwkv5Specs(rwkv5Shape(s)), `<rwkv5 ${s.nLayer}x${s.nEmbd}>`),
+  },
+  {
+    name: 'rwkv6',
+    label: 'RWKV-6',
+    detect: (c) => has(c, 'blocks.0.att.time_maa_x') && has(c, 'blocks.0.att.time_faaaa'),
+    load: (c, be, o) => Rwkv6.load(c, be, o),
+    random: (s, seed = 1) =>
+      memoryCheckpoint(
+        materialize(rwkv6Specs({ ...rwkv6Shape(s), seed })),
+        `<random rwkv6 ${s.nLayer}x${s.nEmbd}>`,
+      ),
+    skeleton: (s) => zeroCheckpoint(rwkv6Specs(rwkv6Shape(s)), `<rwkv6 ${s.nLayer}x${s.nEmbd}>`),
+  },
 ];
 
 /** Recognised from tensor names but not runnable yet: named in the error. */
@@ -104,8 +156,6 @@ function knownUnsupported(ckpt: Checkpoint): string | null {
   const h = (n: string) => has(ckpt, n);
   if (!h('emb.weight') && !h('blocks.0.ln1.weight')) return null;
   if (h('blocks.0.att.x_rwkvag') || h('blocks.0.att.x_r') || h('blocks.0.att.a0')) return 'rwkv7';
-  if (h('blocks.0.att.time_maa_x') || h('blocks.0.att.time_maa_w1')) return 'rwkv6';
-  if (h('blocks.0.att.ln_x.weight')) return 'rwkv5';
   return null;
 }
 

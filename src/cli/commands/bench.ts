@@ -3,7 +3,7 @@ import { BenchResult } from '../../formats/bench.ts';
 import { formatText } from '../../formats/read.ts';
 import { readThresholds, thresholdsPath } from '../../formats/thresholds.ts';
 import { openCheckpoint } from '../../io/open.ts';
-import { RWKV4_SITES } from '../../models/rwkv4.ts';
+import { ARCHITECTURES, architecture } from '../../models/registry.ts';
 import { formatBench, runBench } from '../../report/bench.ts';
 import { applyThresholds, zerosByDepth } from '../../sparsity/plan.ts';
 import type { Backend } from '../../tensor/backend.ts';
@@ -27,7 +27,7 @@ export const bench: Command = {
   name: 'bench',
   summary: 'kernel and model speed on this machine against its measured limits',
   description:
-    'Measures this machine: memory read bandwidth, GEMM and GEMV rates per backend and thread count, the zero-skipping GEMV against the fastest dense path, and a model’s decode speed (dense and sparse) and sequence speed. Every figure is the median of repeated runs with min and max, measured in one process. The model is --model, or random RWKV-4 weights of --shape.',
+    'Measures this machine: memory read bandwidth, GEMM and GEMV rates per backend and thread count, the zero-skipping GEMV against the fastest dense path, and a model’s decode speed (dense and sparse) and sequence speed. Every figure is the median of repeated runs with min and max, measured in one process. The model is --model, or random weights of --shape (RWKV-4 unless --arch says otherwise).',
   stoppable: true,
   positionals: [],
   options: [
@@ -42,8 +42,15 @@ export const bench: Command = {
       name: 'shape',
       type: 'string',
       value: 'LAYERSxEMBD',
-      help: 'Random RWKV-4 weights of this layout, e.g. 24x1024 (the 430M layout).',
+      help: 'Random weights of this layout, e.g. 24x1024 (the 430M layout).',
       defaultText: '2x256, vocabulary 1000',
+    },
+    {
+      name: 'arch',
+      type: 'choice',
+      choices: ARCHITECTURES.map((x) => x.name),
+      default: 'rwkv4',
+      help: 'Architecture of the random weights (with --shape).',
     },
     {
       name: 'vocab',
@@ -127,6 +134,8 @@ export const bench: Command = {
     const shapeSpec = a.str('shape');
     if (modelPath && shapeSpec) throw new UserError('give --model or --shape, not both');
     if (a.has('vocab') && !shapeSpec) throw new UserError('--vocab goes with --shape');
+    if (a.has('arch') && !shapeSpec) throw new UserError('--arch goes with --shape');
+    const arch = architecture(a.str('arch')!);
     const shape = shapeSpec ? { ...parseShape(shapeSpec), nVocab: a.num('vocab')! } : undefined;
     const thresholdsArg = a.str('thresholds');
     if (thresholdsArg && !modelPath) throw new UserError('--thresholds goes with --model');
@@ -141,10 +150,12 @@ export const bench: Command = {
     const plan = thresholdsFile ? readThresholds(thresholdsFile) : null;
     const zerosFile = zerosFrom ? thresholdsPath(zerosFrom) : undefined;
     const zeros = zerosFile ? readThresholds(zerosFile) : null;
-    if (zeros && zeros.model.architecture !== 'rwkv4')
+    if (zeros && zeros.model.architecture !== arch.name)
       throw new UserError(
-        `--zeros-from ${zerosFrom}: a ${zeros.model.architecture} run; random weights are RWKV-4`,
+        `--zeros-from ${zerosFrom}: a ${zeros.model.architecture} run; the random weights are ${arch.label} (--arch ${zeros.model.architecture} to match)`,
       );
+    // The run's sites in block order: the same architecture has the same site table.
+    const siteIds = zeros ? [...new Set(zeros.sites.map((s) => s.site))] : [];
     const json = checkJson(a, io);
     const say = humanOut(io, json);
     // Backends to compare: a comma list, or every one that loads here (fastest first).
@@ -167,8 +178,9 @@ export const bench: Command = {
         repeats: a.num('repeats')!,
         checkpoint,
         shape,
+        arch: arch.name,
         sparsity: a.num('sparsity')!,
-        siteZeros: zeros ? zerosByDepth(zeros.sites, nLayer, RWKV4_SITES) : undefined,
+        siteZeros: zeros ? zerosByDepth(zeros.sites, nLayer, siteIds) : undefined,
         siteZerosSource: zeros
           ? `λ set on these random weights for the zeros per site of ${zerosFile} (${zeros.model.nLayer} blocks, laid on ${nLayer} by relative depth)`
           : undefined,

@@ -8,6 +8,7 @@
 #include "elementwise.h"
 #include "ops.h"
 #include "train_gemm.h"
+#include "wkv56.h"
 
 namespace {
 
@@ -379,6 +380,47 @@ Napi::Value Wkv4(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// wkvHeads(out, r, k, v, w, u, state, offsets, H, N, perToken): RWKV-5/6's state update
+// over a packed batch (families/wkv5.ts); offsets is the Int32Array of Seqs.
+Napi::Value WkvHeads(const Napi::CallbackInfo& info) {
+  const char* fn = "wkvHeads";
+  const Napi::Env env = info.Env();
+  const Napi::Value o = info[7];
+  if (!o.IsTypedArray() || o.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    failType(env, "wkvHeads: offsets must be an Int32Array");
+  }
+  const Napi::Int32Array offs = o.As<Napi::Int32Array>();
+  if (offs.ElementLength() < 1) failRange(env, "wkvHeads: offsets needs B + 1 ≥ 1 values");
+  const size_t B = offs.ElementLength() - 1;
+  // Offsets start at 0 and never decrease: every sequence's rows lie inside the arrays.
+  if (offs[0] != 0) failRange(env, "wkvHeads: offsets[0] must be 0");
+  for (size_t b = 0; b < B; b++) {
+    if (offs[b + 1] < offs[b]) failRange(env, "wkvHeads: offsets must not decrease");
+  }
+  const size_t H = countArg(info, 8, fn, "H"), N = countArg(info, 9, fn, "N");
+  if (!info[10].IsBoolean()) failType(env, "wkvHeads: perToken must be a boolean");
+  const bool perToken = info[10].As<Napi::Boolean>().Value();
+  const size_t rows = static_cast<size_t>(offs[B]), A = H * N;
+  const Span out = floatsNeed(info, 0, fn, "out", rows * A, "rows·H·N");
+  const Span r = floatsNeed(info, 1, fn, "r", rows * A, "rows·H·N");
+  const Span k = floatsNeed(info, 2, fn, "k", rows * A, "rows·H·N");
+  const Span v = floatsNeed(info, 3, fn, "v", rows * A, "rows·H·N");
+  const Span w = floatsNeed(info, 4, fn, "w", perToken ? rows * A : A,
+                            perToken ? "rows·H·N" : "H·N");
+  const Span u = floatsNeed(info, 5, fn, "u", A, "H·N");
+  const Span state = floatsNeed(info, 6, fn, "state", B * A * N, "B·H·N·N");
+  // Written: out and state, each apart from every other array.
+  const Span* read[] = {&r, &k, &v, &w, &u};
+  for (const Span* in : read) {
+    checkApart(env, fn, out, *in, false);
+    checkApart(env, fn, state, *in, false);
+  }
+  checkApart(env, fn, out, state, false);
+  act::wkvHeads(out.data, r.data, k.data, v.data, w.data, perToken ? A : 0, u.data, state.data,
+                offs.Data(), B, H, N);
+  return env.Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   act::init();
   exports.Set("prepare", Napi::Function::New(env, Prepare));
@@ -397,6 +439,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sigmoid", Napi::Function::New(env, Sigmoid));
   exports.Set("reluSquare", Napi::Function::New(env, ReluSquare));
   exports.Set("wkv4", Napi::Function::New(env, Wkv4));
+  exports.Set("wkvHeads", Napi::Function::New(env, WkvHeads));
   exports.Set("threshold", Napi::Function::New(env, Threshold));
   exports.Set("countZeros", Napi::Function::New(env, CountZeros));
   act::train::addExports(env, exports);

@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Linear, PrepareOptions } from '../backend.ts';
 import { type CpuKernels, referenceOps } from '../cpu.ts';
+import { type Wkv5Args, wkvHeadsBatched } from '../families/wkv5.ts';
 import { Heap, MAX_WASM_BYTES, type WasmMemory } from './heap.ts';
 import {
   BLOCK,
@@ -25,6 +26,20 @@ interface Kernels {
   gemv(y: number, w: number, x: number, blocks: number, cols: number): void;
   gemm(y: number, w: number, x: number, tokens: number, blocks: number, cols: number): void;
   sparseGemv(y: number, wt: number, x: number, idx: number, ld: number, cols: number): number;
+  wkvHeads(
+    out: number,
+    r: number,
+    k: number,
+    v: number,
+    w: number,
+    wStride: number,
+    u: number,
+    s: number,
+    acc: number,
+    T: number,
+    H: number,
+    N: number,
+  ): void;
 }
 
 /** The slice of the WebAssembly JS API used here (absent from the project's type libs). */
@@ -35,7 +50,7 @@ interface WasmApi {
 
 // Resolves to <project root>/build/wasm from both src/tensor/wasm/ and dist/tensor/wasm/.
 const KERNELS_URL = new URL('../../../build/wasm/kernels.wasm', import.meta.url);
-const EXPORTS = ['memory', 'heapBase', 'gemv', 'gemm', 'sparseGemv'];
+const EXPORTS = ['memory', 'heapBase', 'gemv', 'gemm', 'sparseGemv', 'wkvHeads'];
 
 export function wasmKernelsPath(): string {
   return fileURLToPath(KERNELS_URL);
@@ -130,6 +145,11 @@ class WasmKernelsImpl implements WasmKernels {
   // Elementwise work stays in JS: copying activations into wasm memory would cost as much.
   readonly ops = referenceOps;
   readonly description = 'wasm (SIMD128 kernels, 1 thread)';
+  // RWKV-5/6's state update: O(N) work per value copied in, so it pays to run it here.
+  readonly families = {
+    wkv5: (a: unknown) => wkvHeadsBatched(this.wkvSequence, a as Wkv5Args, false),
+    wkv6: (a: unknown) => wkvHeadsBatched(this.wkvSequence, a as Wkv5Args, true),
+  };
   private readonly heap: Heap;
   private scratchPtr = 0;
   private scratchBytes = 0;
@@ -236,6 +256,46 @@ class WasmKernelsImpl implements WasmKernels {
     y.set(this.heap.f32.subarray(yp >>> 2, (yp >>> 2) + l.rows));
     return active;
   }
+
+  /**
+   * families/wkv5.ts `wkvHeadsSequence` for one sequence: its rows of r, k, v (and w),
+   * u and its state are copied into scratch memory, the state and out copied back.
+   */
+  private readonly wkvSequence = (
+    out: Float32Array,
+    r: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    w: Float32Array,
+    wStride: number,
+    u: Float32Array,
+    s: Float32Array,
+    T: number,
+    H: number,
+    N: number,
+  ): void => {
+    const A = H * N;
+    const rows = align64(4 * T * A);
+    const wBytes = align64(4 * (wStride ? T * A : A));
+    const uBytes = align64(4 * A);
+    const sBytes = align64(4 * A * N);
+    const base = this.scratch(4 * rows + wBytes + uBytes + sBytes + align64(4 * N));
+    const [rp, kp, vp, op] = [0, 1, 2, 3].map((i) => base + i * rows);
+    const wp = base + 4 * rows;
+    const up = wp + wBytes;
+    const sp = up + uBytes;
+    const acc = sp + sBytes;
+    const f = this.heap.f32;
+    f.set(r.subarray(0, T * A), rp >>> 2);
+    f.set(k.subarray(0, T * A), kp >>> 2);
+    f.set(v.subarray(0, T * A), vp >>> 2);
+    f.set(w.subarray(0, wStride ? T * A : A), wp >>> 2);
+    f.set(u.subarray(0, A), up >>> 2);
+    f.set(s.subarray(0, A * N), sp >>> 2);
+    this.k.wkvHeads(op, rp, kp, vp, wp, wStride, up, sp, acc, T, H, N);
+    out.set(f.subarray(op >>> 2, (op >>> 2) + T * A));
+    s.set(f.subarray(sp >>> 2, (sp >>> 2) + A * N));
+  };
 
   release(w: Linear): void {
     const l = this.linear(w, 'release', true);

@@ -259,3 +259,71 @@ export function sparseGemv(y: usize, wt: usize, x: usize, idx: usize, ld: i32, c
   }
   return <i32>n;
 }
+
+// ---- RWKV-5/6 state update (../../families/wkv5.ts) --------------------------------------
+
+// One sequence of T tokens, all H heads of N channels: r, k, v, out [T, H·N]; w [H·N]
+// (wStride 0) or [T, H·N] (wStride H·N); u [H·N]; s [H, N, N], S[i, j] with i the key and
+// j the value channel; acc has room for N floats. Per token and head:
+//   out_j = Σ_i r_i·S_ij + (Σ_i r_i·u_i·k_i)·v_j;   S_ij ← w_i·S_ij + k_i·v_j
+// in float32, four value channels j per step (a scalar tail when N is not a multiple of 4).
+export function wkvHeads(
+  out: usize,
+  r: usize,
+  k: usize,
+  v: usize,
+  w: usize,
+  wStride: i32,
+  u: usize,
+  s: usize,
+  acc: usize,
+  T: i32,
+  H: i32,
+  N: i32,
+): void {
+  const A = <usize>(H * N) << 2; // bytes per token row
+  const rowBytes = <usize>N << 2;
+  const n4 = <usize>(N & ~3) << 2; // bytes covered by whole vectors
+  for (let h = 0; h < H; h++) {
+    const head = <usize>(h * N) << 2;
+    const sh = s + <usize>h * <usize>N * rowBytes;
+    for (let t = 0; t < T; t++) {
+      const x0 = <usize>t * A + head;
+      const rt = r + x0;
+      const kt = k + x0;
+      const vt = v + x0;
+      const wt = w + ((<usize>t * <usize>wStride) << 2) + head;
+      // b = Σ_i r_i·u_i·k_i; out_j starts as b·v_j
+      let bonus: f32 = 0;
+      for (let i: usize = 0; i < rowBytes; i += 4) {
+        bonus += load<f32>(rt + i) * load<f32>(u + head + i) * load<f32>(kt + i);
+      }
+      const b4 = f32x4.splat(bonus);
+      let j: usize = 0;
+      for (; j < n4; j += 16) v128.store(acc + j, f32x4.mul(b4, v128.load(vt + j)));
+      for (; j < rowBytes; j += 4) store<f32>(acc + j, bonus * load<f32>(vt + j));
+      for (let i: usize = 0; i < rowBytes; i += 4) {
+        const ri = load<f32>(rt + i);
+        const ki = load<f32>(kt + i);
+        const wi = load<f32>(wt + i);
+        const r4 = f32x4.splat(ri);
+        const k4 = f32x4.splat(ki);
+        const w4 = f32x4.splat(wi);
+        const row = sh + i * <usize>N;
+        // out_j += r_i·S_ij (the state before this token); S_ij ← w_i·S_ij + k_i·v_j
+        j = 0;
+        for (; j < n4; j += 16) {
+          const sv = v128.load(row + j);
+          v128.store(acc + j, f32x4.add(v128.load(acc + j), f32x4.mul(r4, sv)));
+          v128.store(row + j, f32x4.add(f32x4.mul(w4, sv), f32x4.mul(k4, v128.load(vt + j))));
+        }
+        for (; j < rowBytes; j += 4) {
+          const sv = load<f32>(row + j);
+          store<f32>(acc + j, load<f32>(acc + j) + ri * sv);
+          store<f32>(row + j, wi * sv + ki * load<f32>(vt + j));
+        }
+      }
+      memory.copy(out + x0, acc, rowBytes);
+    }
+  }
+}
