@@ -15,8 +15,9 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type { Linear, PrepareOptions } from '../backend.ts';
+import { f32, type Linear, type PrepareOptions } from '../backend.ts';
 import type { CpuKernels, ElementwiseOps } from '../cpu.ts';
+import type { Wkv7Args } from '../families/wkv7.ts';
 
 /** An addon weight handle (an N-API External); opaque to TypeScript. */
 type Handle = { readonly __nativeWeight: 'NativeWeight' };
@@ -52,6 +53,22 @@ interface Addon extends ElementwiseOps {
   setSimd(level: string): string;
   useBlas(mode: boolean | 'auto'): boolean;
   info(): NativeInfo & { blasReason: string | null };
+  /** families/wkv7.ts over a packed batch: offsets = Seqs.offsets. */
+  wkv7(
+    out: Float32Array,
+    bonus: Float32Array,
+    r: Float32Array,
+    w: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    a: Float32Array,
+    b: Float32Array,
+    u: Float32Array,
+    state: Float32Array,
+    offsets: Int32Array,
+    heads: number,
+    headSize: number,
+  ): void;
   sgemm?(
     transA: boolean,
     transB: boolean,
@@ -78,6 +95,7 @@ const EXPORTS = [
   'sigmoid',
   'reluSquare',
   'wkv4',
+  'wkv7',
   'threshold',
   'countZeros',
 ];
@@ -183,6 +201,27 @@ function makeKernels(a: Addon): CpuKernels {
     },
     sparseGemv(y, l, x) {
       return a.sparseGemv(handleOf(l, 'sparseGemv'), y, x);
+    },
+    families: {
+      // The recurrence per (sequence, head), threaded (wkv7.cc).
+      wkv7: (args) => {
+        const x = args as Wkv7Args;
+        a.wkv7(
+          f32(x.out),
+          f32(x.bonus),
+          f32(x.r),
+          f32(x.w),
+          f32(x.k),
+          f32(x.v),
+          f32(x.a),
+          f32(x.b),
+          f32(x.u),
+          f32(x.state),
+          x.seqs.offsets,
+          x.heads,
+          x.headSize,
+        );
+      },
     },
     release(l) {
       // Releasing twice is harmless; using the weight afterwards is an error.
