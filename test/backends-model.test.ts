@@ -99,10 +99,11 @@ describe('thresholded step mode (zero-skipping kernels) equals thresholded seque
   }
 });
 
-/** RWKV-4 and OPT, random weights of realistic magnitudes. */
+/** RWKV-4, RWKV-7 and OPT, random weights of realistic magnitudes. */
 function models(backend: Backend): LanguageModel[] {
   return [
     architecture('rwkv4').random({ nLayer: 2, nEmbd: 64, nVocab: 90 }, 5),
+    architecture('rwkv7').random({ nLayer: 3, nEmbd: 64, nVocab: 90, headSize: 16 }, 7),
     architecture('opt').random({ nLayer: 2, nEmbd: 64, nVocab: 90, nHead: 4 }, 6),
   ].map((ck) => loadModel(ck, backend, { sparse: true }));
 }
