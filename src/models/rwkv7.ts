@@ -43,8 +43,9 @@
  *
  * att.value's input feeds two products, so its `rows` is C + Dv (blocks ≥ 1). Block 0
  * has no value residual (its v1 is absent, or present and ignored as the official code
- * does), so the shared table over-counts block 0 by C·Dv MACs (0.4% of a block at
- * C = 256, Dv = 32): SiteTable has one row count per site for all blocks.
+ * does), so the shared table over-counts block 0 by C·Dv MACs (1% of its site MACs at
+ * C = 256, Dv = 32; 0.35% at C = 768): SiteTable has one row count per site for all
+ * blocks.
  *
  * Not sites: the second low-rank matrices w2, a2, v2, g2 (their D-wide inputs are
  * tanh(xw·w1), xa·a1, xv·v1 and σ(xg·g1): dense bottleneck codes with no mass near zero
@@ -425,7 +426,7 @@ export class Rwkv7 implements LanguageModel<Rwkv7State> {
     s: Rwkv7Site,
     rows: number,
     hook?: SiteHook,
-  ) {
+  ): void {
     this.product(y, w, x, rows, this.site(x, b, s, rows, hook));
   }
 
@@ -487,6 +488,7 @@ export class Rwkv7 implements LanguageModel<Rwkv7State> {
     const gv = this.site(xm, b, 'att.value', n, hook);
     this.product(v, att.value, xm, n, gv);
     if (att.v && att.v0) {
+      // (g and a serve as scratch here; they are computed below)
       this.product(low, att.v.first, xm, n, gv);
       be.matmul(g, att.v.second, low, n, { bias: att.v0 });
       be.unary('sigmoid', g, g);
