@@ -100,7 +100,7 @@ describe('thresholded step mode (zero-skipping kernels) equals thresholded seque
   }
 });
 
-/** RWKV-4, 5 (5.0 and 5.2), 6 and OPT, random weights of realistic magnitudes. */
+/** RWKV-4, 5 (5.0 and 5.2), 6, 7 and OPT, random weights of realistic magnitudes. */
 function models(backend: Backend): LanguageModel[] {
   const rwkv56 = { nLayer: 2, nEmbd: 64, nVocab: 90, headSize: 16 };
   return [
@@ -108,6 +108,7 @@ function models(backend: Backend): LanguageModel[] {
     architecture('rwkv5').random({ ...rwkv56, gate: false, perChannel: false }, 7),
     architecture('rwkv5').random(rwkv56, 8),
     architecture('rwkv6').random(rwkv56, 9),
+    architecture('rwkv7').random({ nLayer: 3, nEmbd: 64, nVocab: 90, headSize: 16 }, 7),
     architecture('opt').random({ nLayer: 2, nEmbd: 64, nVocab: 90, nHead: 4 }, 6),
   ].map((ck) => loadModel(ck, backend, { sparse: true }));
 }

@@ -50,7 +50,8 @@ test('top-p 1 draws each token with its probability; temperature 0 is greedy', (
   let i = 0;
   const grid = () => (i++ + 0.5) / n;
   for (let k = 0; k < n; k++) counts[sample(logits, { temperature: 1, topP: 1 }, grid)]++;
-  counts.forEach((c, t) => assert.ok(Math.abs(c / n - p[t] / z) < 2 / n, `token ${t}`));
+  for (const [t, c] of counts.entries())
+    assert.ok(Math.abs(c / n - p[t] / z) < 2 / n, `token ${t}`);
   assert.equal(sample(logits, { temperature: 0, topP: 0.9 }, Math.random), 2);
 });
 

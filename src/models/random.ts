@@ -214,6 +214,98 @@ export function rwkv6Specs(shape: RandomRwkv6Shape): TensorSpec[] {
   return out;
 }
 
+export interface RandomRwkv7Shape {
+  nLayer: number;
+  nEmbd: number;
+  nVocab: number;
+  /** N of the heads (default 64, or nEmbd when smaller); must divide nEmbd. */
+  headSize?: number;
+  nFfn?: number;
+  /** Widths of the w, a, v and g low-rank projections (defaults: RWKV-LM's suggestions). */
+  wLora?: number;
+  aLora?: number;
+  vLora?: number;
+  gLora?: number;
+  seed?: number;
+}
+
+/** RWKV-LM's suggested low-rank widths for n_embd C (train_temp/src/model.py). */
+export function rwkv7LoraDefaults(C: number): { w: number; a: number; v: number; g: number } {
+  const dim = (f: number) => Math.max(32, Math.round((f * Math.sqrt(C)) / 32) * 32);
+  return { w: dim(2.5), a: dim(2.5), v: dim(1.7), g: dim(5) };
+}
+
+export function randomRwkv7(shape: RandomRwkv7Shape): NamedTensor[] {
+  return materialize(rwkv7Specs(shape));
+}
+
+/**
+ * The RWKV-7 tensors of a shape (BlinkDL names and shapes: mixes [1, 1, C], LoRA matrices
+ * stored [in, out], r_k [H, N]; block 0 without v0/v1/v2), to generate or only to size.
+ * Magnitudes follow a trained model's: decays exp(−0.61·σ(w0 + …)) spread from slow to
+ * fast over the channels, in-context rates σ(a0 + …) around 0.5, value-residual gates
+ * mixed, unit-scale products.
+ */
+export function rwkv7Specs(shape: RandomRwkv7Shape): TensorSpec[] {
+  const { nLayer, nEmbd: C, nVocab: V, seed = 1 } = shape;
+  const N = shape.headSize ?? Math.min(64, C);
+  const H = C / N;
+  const f = shape.nFfn ?? 4 * C;
+  const dflt = rwkv7LoraDefaults(C);
+  const [dw, da, dv, dg] = [
+    shape.wLora ?? dflt.w,
+    shape.aLora ?? dflt.a,
+    shape.vLora ?? dflt.v,
+    shape.gLora ?? dflt.g,
+  ];
+  const { u, gauss, out, add, lin } = filler(seed);
+  // A low-rank matrix stored [inputs, outputs] (used as x @ m), std gain/√inputs.
+  const lora = (name: string, inputs: number, outputs: number, gain: number) =>
+    add(name, [inputs, outputs], () => (gain * gauss()) / Math.sqrt(inputs));
+  const norm = (name: string, scale = 1) => {
+    add(`${name}.weight`, [C], () => scale * (1 + 0.1 * gauss()));
+    add(`${name}.bias`, [C], () => 0.1 * gauss());
+  };
+
+  add('emb.weight', [V, C], () => 0.1 * gauss());
+  for (let b = 0; b < nLayer; b++) {
+    const p = `blocks.${b}`;
+    if (b === 0) norm(`${p}.ln0`);
+    norm(`${p}.ln1`);
+    norm(`${p}.ln2`);
+    for (const m of ['x_r', 'x_w', 'x_k', 'x_v', 'x_a', 'x_g'])
+      add(`${p}.att.${m}`, [1, 1, C], () => u());
+    // w0 from −6 (slow decay) to 1 (fast) over the channels of each head.
+    add(`${p}.att.w0`, [1, 1, C], (i) => -6 + (7 * (i % N)) / Math.max(1, N - 1) + 0.3 * gauss());
+    lora(`${p}.att.w1`, C, dw, 1);
+    lora(`${p}.att.w2`, dw, C, 0.5);
+    add(`${p}.att.a0`, [1, 1, C], () => 0.5 * gauss());
+    lora(`${p}.att.a1`, C, da, 1);
+    lora(`${p}.att.a2`, da, C, 0.5);
+    if (b > 0) {
+      add(`${p}.att.v0`, [1, 1, C], () => 0.5 * gauss());
+      lora(`${p}.att.v1`, C, dv, 1);
+      lora(`${p}.att.v2`, dv, C, 0.5);
+    }
+    lora(`${p}.att.g1`, C, dg, 1);
+    lora(`${p}.att.g2`, dg, C, 1);
+    add(`${p}.att.k_k`, [1, 1, C], () => 0.85 + 0.1 * gauss());
+    add(`${p}.att.k_a`, [1, 1, C], () => 1 + 0.1 * gauss());
+    add(`${p}.att.r_k`, [H, N], () => 0.3 * gauss());
+    lin(`${p}.att.receptance.weight`, C, C);
+    lin(`${p}.att.key.weight`, C, C);
+    lin(`${p}.att.value.weight`, C, C);
+    lin(`${p}.att.output.weight`, C, C, 0.5);
+    norm(`${p}.att.ln_x`, 0.6);
+    add(`${p}.ffn.x_k`, [1, 1, C], () => u());
+    lin(`${p}.ffn.key.weight`, f, C, 1.5);
+    lin(`${p}.ffn.value.weight`, C, f, 0.5);
+  }
+  norm('ln_out');
+  lin('head.weight', V, C);
+  return out;
+}
+
 export interface RandomOptShape {
   nLayer: number;
   nEmbd: number;

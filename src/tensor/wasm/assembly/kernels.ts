@@ -327,3 +327,87 @@ export function wkvHeads(
     }
   }
 }
+
+// ---- RWKV-7's WKV recurrence (../../families/wkv7.ts) for T tokens of one sequence ------
+// r, w, k, v, a, b, out, bonus [T, H·N]; u [H·N]; S [H, N, N] (S[i][j], i the value
+// index), updated in place. Per token and head:
+//   sa = S·a; S ← S·diag(w) + sa·bᵀ + v·kᵀ; out = S·r; bonus = (Σ r·k·u)·v.
+
+@inline
+function lanes(x: v128): f32 {
+  return (
+    f32x4.extract_lane(x, 0) +
+    f32x4.extract_lane(x, 1) +
+    (f32x4.extract_lane(x, 2) + f32x4.extract_lane(x, 3))
+  );
+}
+
+export function wkv7(
+  out: usize,
+  bonus: usize,
+  r: usize,
+  w: usize,
+  k: usize,
+  v: usize,
+  a: usize,
+  b: usize,
+  u: usize,
+  S: usize,
+  T: i32,
+  H: i32,
+  N: i32,
+): void {
+  const rowBytes = <usize>N << 2;
+  const tokenBytes = <usize>(H * N) << 2;
+  const nv = <usize>(N & ~3) << 2; // bytes of a row in whole vectors
+  for (let t = 0; t < T; t++) {
+    for (let h = 0; h < H; h++) {
+      const o = <usize>t * tokenBytes + <usize>h * rowBytes; // this token's head h
+      const s0 = S + <usize>h * rowBytes * <usize>N;
+      for (let i = 0; i < N; i++) {
+        const row = s0 + <usize>i * rowBytes;
+        // sa = Σ_j S_ij·a_j over the state before this token
+        let acc = f32x4.splat(0);
+        let j: usize = 0;
+        for (; j < nv; j += 16) acc = f32x4.add(acc, f32x4.mul(v128.load(row + j), v128.load(a + o + j)));
+        let sa = lanes(acc);
+        for (; j < rowBytes; j += 4) sa += load<f32>(row + j) * load<f32>(a + o + j);
+        // S_ij ← S_ij·w_j + sa·b_j + v_i·k_j; out_i = Σ_j S_ij·r_j
+        const vi = load<f32>(v + o + (<usize>i << 2));
+        const sav = f32x4.splat(sa);
+        const viv = f32x4.splat(vi);
+        let yacc = f32x4.splat(0);
+        for (j = 0; j < nv; j += 16) {
+          const s = f32x4.add(
+            f32x4.add(
+              f32x4.mul(v128.load(row + j), v128.load(w + o + j)),
+              f32x4.mul(sav, v128.load(b + o + j)),
+            ),
+            f32x4.mul(viv, v128.load(k + o + j)),
+          );
+          v128.store(row + j, s);
+          yacc = f32x4.add(yacc, f32x4.mul(s, v128.load(r + o + j)));
+        }
+        let y = lanes(yacc);
+        for (; j < rowBytes; j += 4) {
+          const s =
+            load<f32>(row + j) * load<f32>(w + o + j) +
+            sa * load<f32>(b + o + j) +
+            vi * load<f32>(k + o + j);
+          store<f32>(row + j, s);
+          y += s * load<f32>(r + o + j);
+        }
+        store<f32>(out + o + (<usize>i << 2), y);
+      }
+      // bonus_i = (Σ_j r_j·k_j·u_j)·v_i
+      let c: f32 = 0;
+      const uh = u + <usize>h * rowBytes;
+      for (let jj: usize = 0; jj < rowBytes; jj += 4) {
+        c += load<f32>(r + o + jj) * load<f32>(k + o + jj) * load<f32>(uh + jj);
+      }
+      for (let ii: usize = 0; ii < rowBytes; ii += 4) {
+        store<f32>(bonus + o + ii, c * load<f32>(v + o + ii));
+      }
+    }
+  }
+}
