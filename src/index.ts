@@ -8,7 +8,7 @@
  * The README's "As a library" section shows a whole script.
  */
 
-export { type OpenedModel, type OpenOptions, openModel } from './api.ts';
+export { type OpenedModel, type OpenOptions, openModel, openModelOnly } from './api.ts';
 export { brownDocuments, type Doc } from './data/brown.ts';
 export { loadCorpus, readDocuments, splitDocuments, tokenizeDocuments } from './data/documents.ts';
 export { textWindows, tokenWindows } from './data/windows.ts';
@@ -28,6 +28,7 @@ export { estimateJson, formatEstimate } from './hardware/format.ts';
 export { type CostInput, parseShape, readRun, whatIf } from './hardware/inputs.ts';
 export { loadMapping, loadProfile } from './hardware/profile.ts';
 export type { Checkpoint, TensorEntry } from './io/checkpoint.ts';
+export { writeGguf } from './io/gguf.ts';
 export { memoryCheckpoint, type NamedTensor } from './io/memory.ts';
 export { openCheckpoint } from './io/open.ts';
 export { writePth } from './io/pth-writer.ts';
@@ -50,6 +51,8 @@ export {
 export { randomRwkv4 } from './models/random.ts';
 export { ARCHITECTURES, architecture, detectArchitecture, loadModel } from './models/registry.ts';
 export { RWKV4_SITES, Rwkv4, type Rwkv4State } from './models/rwkv4.ts';
+export { LN_X_EPS, Rwkv5, type Rwkv5Config, type Rwkv5State } from './models/rwkv5.ts';
+export { RWKV6_SITES, Rwkv6, type Rwkv6Config, type Rwkv6State } from './models/rwkv6.ts';
 export { calibrate, calibrationWindows } from './sparsity/calibrate.ts';
 export { applyThresholds, macWeighted, measureSparsity } from './sparsity/plan.ts';
 export type { Backend, Buf, Linear } from './tensor/backend.ts';

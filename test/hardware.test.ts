@@ -829,6 +829,13 @@ describe('the cpu profile against a bench result', () => {
     close(c.predicted.sparse, 3328 / 18e9 + 512 / 10e9, 'sparse', 1e-9);
     close(c.measured.dense, 5e-7, 'measured dense');
     assert.equal(c.predicted.evidence, 'measured');
+    // A predicted sparse speedup is never a measurement: measured kernel points carried
+    // to a model are derived (the sparse figure stood as "measured" beside a real one).
+    assert.equal(c.predicted.sparseEvidence, 'derived');
+    const e = estimate(whatIf(parseShape('1x8', 16), '0.5', undefined), p, mapping());
+    const sparse = e.scenarios.find((x) => x.scenario === 'sparse')!;
+    assert.equal(sparse.latency?.total.evidence, 'derived');
+    assert.equal(e.scenarios[0].latency?.total.evidence, 'measured');
     assert.throws(
       () => profileWithBench(loadProfile('seneca'), bench, 'bench.json'),
       /--bench fills a conventional profile/,

@@ -9,6 +9,7 @@ import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } fro
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { reportCommand } from '../src/cli/commands/report.ts';
+import { invoke } from '../src/cli/dispatch.ts';
 import { UserError } from '../src/errors.ts';
 import { HwFile } from '../src/formats/hw.ts';
 import { ACC, HOSTILE, makeReportRuns, quietIo } from './helpers/report-runs.ts';
@@ -19,7 +20,7 @@ const runs = await makeReportRuns(root);
 
 async function report(args: string[]): Promise<string> {
   let err = '';
-  await reportCommand.run(args, {
+  await invoke(reportCommand, args, {
     ...quietIo,
     err: (s) => {
       err += s;
@@ -252,8 +253,8 @@ describe('bad input', () => {
     const empty = join(root, 'empty');
     mkdirSync(empty);
     await rejects([empty, '--out', out], /holds none of the files a report reads/);
-    await rejects(['--out', out], /at least one run directory/);
-    await rejects([runs.full], /--out FILE\.html is required/);
+    await rejects(['--out', out], /missing RUN_DIR/);
+    await rejects([runs.full], /--out FILE\.html\|- is required/);
   });
 
   test('broken files are named with what is wrong', async () => {

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { UserError } from '../errors.ts';
 import { decodeUtf8Strict, type Tokenizer } from '../io/tokenizer.ts';
+import { oneLine } from '../util/files.ts';
 import { rng } from '../util/random.ts';
 import { brownDocuments, type Doc } from './brown.ts';
 
@@ -31,7 +32,7 @@ export function readDocuments(path: string): string[] {
       row = JSON.parse(line);
     } catch (e) {
       throw new UserError(
-        `${path}:${i + 1}: not valid JSON (${(e as Error).message})`,
+        `${path}:${i + 1}: not valid JSON (${oneLine((e as Error).message)})`,
         'Each line must be one JSON object.',
       );
     }

@@ -53,6 +53,8 @@ export async function evaluateUnit(
   tokenizer: Tokenizer,
   unit: EvalUnit,
   onProgress?: (done: number, total: number) => void,
+  /** Checked between batches of a task (util/cancel.ts); a text runs to its end. */
+  signal?: AbortSignal,
 ): Promise<UnitResult> {
   const t0 = performance.now();
   const counter = zeroCounter(model);
@@ -61,7 +63,11 @@ export async function evaluateUnit(
   if (unit.kind === 'task') {
     // All requests of the task at once: items sharing a context share its run.
     const flat = unit.items.flatMap((it) => it.requests);
-    const scored = await scoreRequests(model, tokenizer, flat, { hook: counter.hook, onProgress });
+    const scored = await scoreRequests(model, tokenizer, flat, {
+      hook: counter.hook,
+      onProgress,
+      signal,
+    });
     let o = 0;
     const scores = unit.items.map((it) => {
       const s = scored.slice(o, o + it.requests.length);

@@ -16,11 +16,12 @@ import { join } from 'node:path';
 import { brownDocuments } from '../data/brown.ts';
 import { readDocuments, splitDocuments, tokenizeDocuments } from '../data/documents.ts';
 import { textWindows } from '../data/windows.ts';
-import { UserError } from '../errors.ts';
+import { Interrupted, UserError } from '../errors.ts';
 import { modelFacts } from '../formats/facts.ts';
 import { EVAL_KIND, type EvalResults, writeEvalResults } from '../formats/results.ts';
 import type { Tokenizer } from '../io/tokenizer.ts';
 import { type LanguageModel, withThresholds } from '../models/model.ts';
+import { Stopped } from '../util/cancel.ts';
 import { writeFileAtomic } from '../util/files.ts';
 import { toolVersion } from '../version.ts';
 import {
@@ -33,6 +34,7 @@ import {
   type UnitResult,
 } from './evaluate.ts';
 import { getTask, resolveTaskPath, TASKS } from './tasks/registry.ts';
+import type { Item } from './tasks/task.ts';
 
 /**
  * lm-eval's `--limit`: a whole number of items (the first ones), or a fraction in
@@ -46,7 +48,8 @@ export function limitItems<T>(items: readonly T[], limit: number | undefined): T
 
 /**
  * The tasks to run: the named ones (their data must be found in `taskDir`), or for
- * `all`, every lm-eval task whose data is there (the others are listed as skipped).
+ * `all`, every lm-eval task whose data is there (the names of the others are returned
+ * as skipped).
  */
 export function resolveTasks(
   names: readonly string[] | 'all',
@@ -71,7 +74,7 @@ export function resolveTasks(
           'Give --task-dir with the task files (the README lists the layouts accepted).',
         );
       }
-      skipped.push(`${task.name}: no data${taskDir ? ` in ${taskDir}` : ' (no --task-dir)'}`);
+      skipped.push(task.name);
       continue;
     }
     tasks.push({ kind: 'task', name: task.name, items: limitItems(task.load(file), limit) });
@@ -117,6 +120,11 @@ export interface EvalConfig {
 
 export interface EvalRunOptions {
   resume: boolean;
+  /**
+   * Stops between batches when aborted, throwing `Interrupted`: every finished unit is
+   * in the journal, and `resume` continues from there.
+   */
+  signal?: AbortSignal;
   /** Progress within a unit: pass, unit name, done, total. */
   onProgress?: (pass: 'sparse' | 'dense', unit: string, done: number, total: number) => void;
   /** After each finished (or replayed) unit. */
@@ -157,6 +165,7 @@ export async function runEval(
   const journalPath = join(outDir, 'journal.jsonl');
   const done = openJournal(journalPath, outDir, stable(header), opts.resume);
   let evaluatedNow = 0;
+  const passes = sparse ? 2 : 1;
 
   const pass = async (name: 'sparse' | 'dense'): Promise<EvalRun> => {
     const results: UnitResult[] = [];
@@ -168,8 +177,12 @@ export async function runEval(
         opts.onUnit?.(name, unit.name, true);
         continue;
       }
-      const r = await evaluateUnit(model, tokenizer, unit, (d, n) =>
-        opts.onProgress?.(name, unit.name, d, n),
+      const r = await evaluateUnit(
+        model,
+        tokenizer,
+        unit,
+        (d, n) => opts.onProgress?.(name, unit.name, d, n),
+        opts.signal,
       );
       appendFileSync(journalPath, `${stable({ pass: name, ...r })}\n`);
       evaluatedNow++;
@@ -178,10 +191,21 @@ export async function runEval(
     }
     return combineUnits(model, results);
   };
-  const sparseRun = sparse ? await pass('sparse') : null;
-  const dense = sparse
-    ? await withThresholds(model, new Float32Array(lambda.length), () => pass('dense'))
-    : await pass('dense');
+  let sparseRun: EvalRun | null = null;
+  let dense: EvalRun;
+  try {
+    sparseRun = sparse ? await pass('sparse') : null;
+    dense = sparse
+      ? await withThresholds(model, new Float32Array(lambda.length), () => pass('dense'))
+      : await pass('dense');
+  } catch (e) {
+    if (!(e instanceof Stopped)) throw e;
+    const saved = done.length + evaluatedNow;
+    throw new Interrupted(
+      `${saved} of ${passes * units.length} units (${sparse ? 'tasks and texts, sparse and dense' : 'tasks and texts'}) saved in ${journalPath}`,
+      true,
+    );
+  }
 
   const results = assemble(model, units, cfg, dense, sparseRun);
   writeEvalResults(join(outDir, 'results.json'), results);
@@ -279,6 +303,7 @@ function assemble(
     config: {
       ...cfg,
       items: Object.fromEntries(tasks.map((t) => [t.name, t.items.length])),
+      chance: Object.fromEntries(tasks.map((t) => [t.name, chanceAccuracy(t.items)])),
       stderr:
         'sample standard deviation / sqrt(n) (lm-eval bootstraps some metrics; this is the simple estimate)',
     },
@@ -290,6 +315,15 @@ function assemble(
     ),
     tool: toolVersion(),
   };
+}
+
+/**
+ * The accuracy of guessing uniformly: the mean of 1 / choices over the items of a
+ * multiple-choice or partial task; null for a task scored by greedy match (LAMBADA).
+ */
+export function chanceAccuracy(items: readonly Item[]): number | null {
+  if (items.length === 0 || items[0].kind === 'loglikelihood') return null;
+  return items.reduce((a, it) => a + 1 / it.requests.length, 0) / items.length;
 }
 
 function writeSamples(

@@ -21,8 +21,12 @@ export const ModelBench = z.object({
   decodeDense: Stat,
   /** The bandwidth floor for dense decode: bandwidth ÷ bytes per token. */
   floorTokensPerSec: z.number().nullable(),
-  /** The sparsity λ was chosen for, or null for calibrated thresholds. */
+  /** The sparsity λ was chosen for, or null for calibrated thresholds or per-site targets. */
   targetZeros: z.number().nullable(),
+  /** Where per-site target zeros came from (λ chosen per site to reach them). */
+  zerosSource: z.string().optional(),
+  /** Tokens per timed decode run. */
+  decodeTokens: z.number().int().optional(),
   measuredZeros: z.number().min(0).max(1),
   decodeSparse: Stat,
   sequenceT: z.number(),
@@ -56,6 +60,8 @@ export const BenchResult = z.object({
     }),
   ),
   model: ModelBench.optional(),
+  /** Stopped early (Ctrl-C): what was measured before is kept. */
+  interrupted: z.boolean().optional(),
 });
 export type BenchResult = z.infer<typeof BenchResult>;
 

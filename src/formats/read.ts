@@ -1,7 +1,7 @@
 /** Reading a versioned result file: JSON, validated against its schema, errors naming the file. */
 import type { z } from 'zod';
 import { UserError } from '../errors.ts';
-import { oneLine, readJsonFile } from '../util/files.ts';
+import { jsonText, oneLine, readJsonFile } from '../util/files.ts';
 
 /** The first problem zod found, as `path.to.field: message`. */
 export function firstIssue(error: z.ZodError): string {
@@ -38,4 +38,9 @@ export function checked<T>(schema: z.ZodType<T>, value: T, what: string): T {
   const r = schema.safeParse(value);
   if (!r.success) throw new Error(`writing ${what}: ${firstIssue(r.error)}`);
   return r.data;
+}
+
+/** The JSON text of a value checked against its schema: what a writer writes, what `--json -` prints. */
+export function formatText<T>(schema: z.ZodType<T>, value: T, what: string): string {
+  return jsonText(checked(schema, value, what));
 }

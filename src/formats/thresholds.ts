@@ -3,7 +3,10 @@
  * data, method and every parameter) and the measured sparsity and losses. One schema,
  * one writer, one reader.
  */
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { z } from 'zod';
+import { UserError } from '../errors.ts';
 import { writeJsonFile } from '../util/files.ts';
 import { ModelFacts } from './facts.ts';
 import { checked, parseFormat, readFormat } from './read.ts';
@@ -71,6 +74,25 @@ export const ThresholdsFile = z.object({
 });
 export type ThresholdsFile = z.infer<typeof ThresholdsFile>;
 export type SiteResult = z.infer<typeof Site>;
+
+/** A thresholds.json, or the calibration run folder that holds one (as `hw` takes either). */
+export function thresholdsPath(path: string): string {
+  let dir = false;
+  try {
+    dir = statSync(path).isDirectory();
+  } catch {
+    return path; // the reader names the missing file
+  }
+  if (!dir) return path;
+  const file = join(path, 'thresholds.json');
+  if (!existsSync(file)) {
+    throw new UserError(
+      `${path}: no thresholds.json in this folder`,
+      'Give the --out folder of `actsparse calibrate`, or its thresholds.json.',
+    );
+  }
+  return file;
+}
 
 export function readThresholds(path: string): ThresholdsFile {
   return readFormat(ThresholdsFile, path, 'a thresholds file', 'actsparse calibrate');

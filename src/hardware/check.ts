@@ -15,7 +15,13 @@ export interface BenchCheck {
   shape: string;
   /** Fraction of zeros the bench's thresholds gave, applied at every site. */
   zeros: number;
-  predicted: { dense: number; sparse: number; evidence: Evidence | null };
+  /** Evidence labels: the sparse prediction is at best derived (hardware/cost.ts sparseSpeedup). */
+  predicted: {
+    dense: number;
+    sparse: number;
+    evidence: Evidence | null;
+    sparseEvidence: Evidence | null;
+  };
   /** Seconds per token, from the measured tokens/s (median). */
   measured: { dense: number; sparse: number };
   /** Weight bytes per token: this model's count and the bench's. */
@@ -62,7 +68,12 @@ export function benchCheck(
     model: mb.source,
     shape: mb.shape,
     zeros: mb.measuredZeros,
-    predicted: { dense: dense.value, sparse: sparse.value, evidence: dense.evidence },
+    predicted: {
+      dense: dense.value,
+      sparse: sparse.value,
+      evidence: dense.evidence,
+      sparseEvidence: sparse.evidence,
+    },
     measured: { dense: 1 / mb.decodeDense.median, sparse: 1 / mb.decodeSparse.median },
     weightBytes: {
       model: ((nLayer * perBlock + nVocab * nEmbd) * e.resolved.weightBits) / 8,

@@ -199,22 +199,25 @@ export function formatEstimate(e: Estimate, check: BenchCheck | null = null): st
     );
     out.push(
       ...table([
-        ['step mode', 'predicted', 'measured (bench)', 'measured/predicted time'],
+        ['step mode', 'predicted', 'evidence', 'measured (bench)', 'measured/predicted time'],
         [
           'dense',
           tps(check.predicted.dense),
+          check.predicted.evidence ?? '-',
           tps(check.measured.dense),
           `${(check.measured.dense / check.predicted.dense).toFixed(2)}×`,
         ],
         [
           'sparse',
           tps(check.predicted.sparse),
+          check.predicted.sparseEvidence ?? '-',
           tps(check.measured.sparse),
           `${(check.measured.sparse / check.predicted.sparse).toFixed(2)}×`,
         ],
         [
           'dense/sparse',
           `${(check.predicted.dense / check.predicted.sparse).toFixed(2)}×`,
+          check.predicted.sparseEvidence ?? '-',
           `${(check.measured.dense / check.measured.sparse).toFixed(2)}×`,
           '',
         ],

@@ -1,30 +1,18 @@
 /**
- * A Hugging Face config.json as the models read it: found beside the weights, every
+ * A Hugging Face config.json as the models read it: attached by the checkpoint readers, every
  * field checked as it is read, and a refusal that names the field and its value.
  */
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { FormatError, UserError } from '../errors.ts';
+import { UserError } from '../errors.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
-import { readJsonFile } from '../io/tokenizers/utf8.ts';
 
 const isObj = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/**
- * The Hugging Face config.json of a checkpoint: the safetensors reader puts it in
- * `meta.config`; beside a pytorch_model.bin we read it ourselves.
- */
+/** The Hugging Face config.json of a checkpoint, as every reader attaches it (`meta.config`). */
 export function configJson(
   ckpt: Checkpoint,
 ): { json: Record<string, unknown>; file: string } | null {
-  if (isObj(ckpt.meta.config)) return { json: ckpt.meta.config, file: 'config.json' };
-  if (ckpt.format !== 'pth') return null;
-  const file = join(dirname(ckpt.path), 'config.json');
-  if (!existsSync(file)) return null;
-  const json = readJsonFile(file, 'config.json');
-  if (!isObj(json)) throw new FormatError(file, 'config.json is not a JSON object');
-  return { json, file };
+  return isObj(ckpt.meta.config) ? { json: ckpt.meta.config, file: 'config.json' } : null;
 }
 
 /**

@@ -15,7 +15,6 @@
 import { FormatError, UserError } from '../errors.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import type { Backend, Buf, Linear } from '../tensor/backend.ts';
-import { configJson } from './hf-config.ts';
 import {
   applySite,
   type Batch,
@@ -93,20 +92,28 @@ export function optShape(ckpt: Checkpoint): OptShape {
   return { nLayer, nEmbd, nFfn, nVocab, nPositions: posRows - POSITION_OFFSET, nProj, prefix };
 }
 
+/** The Hugging Face config.json of a checkpoint, as every reader attaches it (`meta.config`). */
+function configJson(ckpt: Checkpoint): Record<string, unknown> | null {
+  const c = ckpt.meta.config;
+  return typeof c === 'object' && c !== null && !Array.isArray(c)
+    ? (c as Record<string, unknown>)
+    : null;
+}
+
 /**
  * The configuration: dimensions from tensor shapes, checked against config.json; the
  * head count and the flags from config.json (required: heads cannot be inferred).
  */
 export function optConfig(ckpt: Checkpoint): OptConfig {
   const shape = optShape(ckpt);
-  const cfg = configJson(ckpt);
-  if (!cfg) {
+  const json = configJson(ckpt);
+  if (!json) {
     throw new UserError(
       `${ckpt.path}: an OPT checkpoint needs its config.json (num_attention_heads cannot be inferred from tensor shapes)`,
       'Put the model’s Hugging Face config.json in the same directory as the checkpoint.',
     );
   }
-  const { json, file } = cfg;
+  const file = 'config.json';
   const refuse = (field: string, why: string): never => {
     throw new UserError(
       `${file}: ${field} = ${JSON.stringify(json[field])} ${why}`,

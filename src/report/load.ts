@@ -1,9 +1,10 @@
 /**
  * Reading run directories for `actsparse report`: whatever subset of thresholds.json,
- * calibration.csv, config.json, eval results, hw.json and bench.json a folder holds,
- * each validated, every problem a UserError naming the file.
+ * calibration.csv, config.json, eval results, hw.json, bench.json (and any hw-*.json,
+ * bench-*.json beside them) a folder holds, each validated, every problem a UserError
+ * naming the file.
  */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
 import { TASKS } from '../eval/tasks/registry.ts';
@@ -31,6 +32,9 @@ export interface Run {
   evalResults: EvalResults | null;
   hw: HwFile | null;
   bench: BenchResult | null;
+  /** Further estimates and measurements in the folder: hw-<name>.json, bench-<name>.json. */
+  moreHw: { file: string; hw: HwFile }[];
+  moreBench: { file: string; bench: BenchResult }[];
   /** Inconsistencies between the files, shown in the report. */
   notes: string[];
 }
@@ -65,7 +69,13 @@ export function loadRun(dir: string): Run {
   }
   const at = (f: string) => join(abs, f);
   const has = (f: string) => existsSync(at(f));
-  const files = RUN_FILES.filter(has);
+  const extra = (re: RegExp) =>
+    readdirSync(abs)
+      .filter((n) => re.test(n))
+      .sort();
+  const hwMore = extra(/^hw-.+\.json$/);
+  const benchMore = extra(/^bench-.+\.json$/);
+  const files = [...RUN_FILES.filter(has), ...hwMore, ...benchMore];
   const evalName = has('eval/results.json') ? 'eval/results.json' : 'results.json';
   const usedFiles = files.filter(
     (f) => f !== (evalName === 'eval/results.json' ? 'results.json' : 'eval/results.json'),
@@ -86,6 +96,8 @@ export function loadRun(dir: string): Run {
     evalResults: has(evalName) ? readEvalResults(at(evalName)) : null,
     hw: has('hw.json') ? readHw(at('hw.json')) : null,
     bench: has('bench.json') ? readBench(at('bench.json')) : null,
+    moreHw: hwMore.map((file) => ({ file, hw: readHw(at(file)) })),
+    moreBench: benchMore.map((file) => ({ file, bench: readBench(at(file)) })),
     notes: [],
   };
   crossCheck(run, evalName);
@@ -128,7 +140,11 @@ function crossCheck(run: Run, evalName: string): void {
 
 /** Loads every folder; labels made unique (a repeated name gets " (2)", " (3)", …). */
 export function loadRuns(dirs: readonly string[]): Run[] {
-  if (dirs.length === 0) throw new UserError('report: give at least one run directory');
+  if (dirs.length === 0)
+    throw new UserError(
+      'no run folder given',
+      'Give the folders written by `actsparse calibrate --out` (and eval, hw, bench).',
+    );
   const runs = dirs.map(loadRun);
   const seen = new Map<string, number>();
   for (const r of runs) {

@@ -14,7 +14,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } fr
 import { join } from 'node:path';
 import { loadCorpus, splitDocuments, tokenizeDocuments } from '../data/documents.ts';
 import { textWindows, tokenWindows } from '../data/windows.ts';
-import { UserError } from '../errors.ts';
+import { Interrupted, UserError } from '../errors.ts';
 import {
   type CalibrationConfig,
   writeCalibrationConfig,
@@ -25,9 +25,16 @@ import { THRESHOLDS_KIND, type ThresholdsFile, writeThresholds } from '../format
 import type { Tokenizer } from '../io/tokenizer.ts';
 import { textLoss } from '../models/loss.ts';
 import { type LanguageModel, withThresholds } from '../models/model.ts';
+import { Stopped, stopPoint } from '../util/cancel.ts';
 import { ModelEvaluator } from './evaluator.ts';
 import { headMacShare, macWeighted, measureSparsity } from './plan.ts';
-import { denseDecisions, paperSearch, type SiteDecision, uniformSearch } from './search.ts';
+import {
+  denseDecisions,
+  paperSearch,
+  type SearchHooks,
+  type SiteDecision,
+  uniformSearch,
+} from './search.ts';
 import { tealSearch } from './teal.ts';
 
 export type { CalibrationConfig };
@@ -85,6 +92,13 @@ export interface CalibrateOptions {
   resume: boolean;
   /** Called after each site: sites done, total. */
   onProgress?: (done: number, total: number) => void;
+  /** A line on each stage before the sites (data, natural sparsity, dense loss). */
+  log?: (line: string) => void;
+  /**
+   * Stops before the next candidate when aborted, throwing `Interrupted`: every site
+   * decided so far is in the journal, and `resume` continues from there.
+   */
+  signal?: AbortSignal;
 }
 
 export interface CalibrationResult {
@@ -103,6 +117,8 @@ export async function calibrate(
   outDir: string,
   opts: CalibrateOptions,
 ): Promise<CalibrationResult> {
+  const log = opts.log ?? (() => {});
+  log(`tokenizing the calibration data (${cfg.data}, ${cfg.docs} documents)`);
   const data = calibrationWindows(cfg, tokenizer);
   const header = { config: cfg, model: model.fingerprint, data: data.sha256 };
   const journalPath = join(outDir, 'journal.jsonl');
@@ -144,34 +160,49 @@ export async function calibrate(
     done = [];
   }
 
+  const total = model.thresholds.length;
+  log(
+    `${data.windows.length} windows of ${cfg.ctx + 1} tokens; measuring natural sparsity and the dense loss` +
+      (done.length ? ` (${done.length} of ${total} sites already in the journal)` : ''),
+  );
   const natural = await measureSparsity(model, data.windows);
   const ev = new ModelEvaluator(model, data.windows, cfg.statistic);
   const denseLoss = await ev.loss();
-  const total = model.thresholds.length;
   let decidedNow = 0;
-  const hooks = {
+  const hooks: SearchHooks = {
     done,
     onSite: (d: SiteDecision) => {
       appendFileSync(journalPath, `${stable(d)}\n`);
       decidedNow++;
       opts.onProgress?.(d.g + 1, total);
     },
+    stopPoint: () => stopPoint(opts.signal),
   };
   let decisions: SiteDecision[];
-  switch (cfg.method) {
-    case 'paper':
-      decisions = await paperSearch(ev, cfg, hooks);
-      break;
-    case 'uniform':
-      decisions = await uniformSearch(ev, cfg.keep, hooks);
-      break;
-    case 'teal':
-      decisions = await tealSearch(ev, model, cfg.targetSparsity, hooks);
-      break;
-    case 'none':
-      decisions = denseDecisions(ev, hooks);
-      break;
+  try {
+    switch (cfg.method) {
+      case 'paper':
+        decisions = await paperSearch(ev, cfg, hooks);
+        break;
+      case 'uniform':
+        decisions = await uniformSearch(ev, cfg.keep, hooks);
+        break;
+      case 'teal':
+        decisions = await tealSearch(ev, model, cfg.targetSparsity, hooks);
+        break;
+      case 'none':
+        decisions = denseDecisions(ev, hooks);
+        break;
+    }
+  } catch (e) {
+    if (!(e instanceof Stopped)) throw e;
+    ev.free();
+    throw new Interrupted(
+      `${done.length + decidedNow} of ${total} sites decided, saved in ${journalPath}`,
+      true,
+    );
   }
+  log('all sites decided; measuring the final and held-out losses');
   const finalLoss = await ev.loss();
   ev.free();
   const measured = await measureSparsity(model, data.windows);

@@ -105,3 +105,33 @@ export function zeroCounter(model: LanguageModel): {
     },
   };
 }
+
+/**
+ * Per-site zero fractions measured on one model, laid onto another model of the same
+ * architecture and more or fewer blocks: site s of block b takes the fraction of site s
+ * in the source block at the same relative depth, ⌊b · M / N⌋ for M source and N
+ * target blocks. Returns one fraction per global site (block × sites + site).
+ */
+export function zerosByDepth(
+  source: readonly { block: number; site: string; sparsity: number }[],
+  nLayer: number,
+  siteIds: readonly string[],
+): Float64Array {
+  const M = Math.max(...source.map((s) => s.block)) + 1;
+  const at = new Map(source.map((s) => [`${s.block}/${s.site}`, s.sparsity]));
+  const out = new Float64Array(nLayer * siteIds.length);
+  for (let b = 0; b < nLayer; b++) {
+    const from = Math.floor((b * M) / nLayer);
+    siteIds.forEach((id, s) => {
+      const z = at.get(`${from}/${id}`);
+      if (z === undefined) {
+        throw new UserError(
+          `the zero fractions have no site ${id} (they have ${[...new Set(source.map((x) => x.site))].join(', ')})`,
+          'Take them from a run of the same architecture.',
+        );
+      }
+      out[b * siteIds.length + s] = z;
+    });
+  }
+  return out;
+}

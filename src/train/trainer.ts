@@ -22,10 +22,12 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { loadCorpus, splitDocuments, tokenizeDocuments } from '../data/documents.ts';
 import { textWindows } from '../data/windows.ts';
-import { UserError } from '../errors.ts';
+import { Interrupted, UserError } from '../errors.ts';
 import { openSafetensors, writeAll, writeAtomically, writeSafetensors } from '../io/safetensors.ts';
 import { ByteTokenizer } from '../io/tokenizer.ts';
 import type { Rwkv4Config } from '../models/rwkv4.ts';
+import { Stopped, stopPoint } from '../util/cancel.ts';
+import { oneLine } from '../util/files.ts';
 import { type AdamWConfig, adamwUpdate, clipGradNorm, learningRate } from './adamw.ts';
 import type { Matmul } from './matmul.ts';
 import { dataParallel, type GradEngine, sharedF32, singleThread } from './parallel.ts';
@@ -217,6 +219,11 @@ export interface TrainOptions {
   /** The products of a one-thread run (default: the fastest available). */
   matmul?: Matmul;
   onStep?: (p: TrainProgress) => void;
+  /**
+   * Checked after every step: when aborted, the run saves a checkpoint at that step and
+   * throws `Interrupted` (`resume` continues from it, as after `stopAfter`).
+   */
+  signal?: AbortSignal;
 }
 
 export interface TrainResult {
@@ -248,7 +255,11 @@ export function modelConfig(cfg: TrainConfig): Rwkv4Config {
   return { nLayer: cfg.layers, nEmbd: cfg.embd, nVocab: 256, nFfn: cfg.ffn };
 }
 
-export function train(cfgIn: TrainConfig, out: string, opts: TrainOptions = {}): TrainResult {
+export async function train(
+  cfgIn: TrainConfig,
+  out: string,
+  opts: TrainOptions = {},
+): Promise<TrainResult> {
   const cfg = TrainConfig.parse(cfgIn);
   mkdirSync(out, { recursive: true });
   const statePath = join(out, FILES.state);
@@ -296,7 +307,7 @@ export function train(cfgIn: TrainConfig, out: string, opts: TrainOptions = {}):
       ? dataParallel(params, cfg.batch, cfg.ctx)
       : singleThread(params, opts.matmul);
   try {
-    return loop(run, engine, opts);
+    return await loop(run, engine, opts);
   } finally {
     engine.close();
   }
@@ -316,7 +327,7 @@ interface RunState {
   step: number;
 }
 
-function loop(run: RunState, engine: GradEngine, opts: TrainOptions): TrainResult {
+async function loop(run: RunState, engine: GradEngine, opts: TrainOptions): Promise<TrainResult> {
   const { cfg, out, data, params, m1, m2, rng, log } = run;
   const grads = new ParamSet(params.config, (n) => new Float32Array(n));
   const adam: AdamWConfig = {
@@ -383,6 +394,16 @@ function loop(run: RunState, engine: GradEngine, opts: TrainOptions): TrainResul
       elapsedSeconds: row.elapsedSeconds,
       etaSeconds: (cfg.steps - step) / rate,
     });
+    try {
+      await stopPoint(opts.signal);
+    } catch (e) {
+      if (!(e instanceof Stopped)) throw e;
+      if (step % cfg.saveEvery !== 0 && step !== stopAt) saveCheckpoint(run);
+      throw new Interrupted(
+        `checkpoint at step ${step} of ${cfg.steps} saved in ${out} (weights, optimizer, loss.csv)`,
+        true,
+      );
+    }
   }
 
   const step = run.step;
@@ -454,7 +475,7 @@ function parseState(path: string): TrainState {
   try {
     raw = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    throw new UserError(`${path}: not readable JSON (${(e as Error).message})`);
+    throw new UserError(`${path}: not readable JSON (${oneLine((e as Error).message)})`);
   }
   const parsed = TrainState.safeParse(raw);
   if (!parsed.success) {

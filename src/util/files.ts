@@ -61,7 +61,12 @@ export function writeFileAtomic(path: string, data: string | Uint8Array): void {
   }
 }
 
+/** The project's JSON text: pretty-printed, one final newline. */
+export function jsonText(value: unknown): string {
+  return `${JSON.stringify(value, null, 2)}\n`;
+}
+
 /** A JSON file, pretty-printed, written as writeFileAtomic does. */
 export function writeJsonFile(path: string, value: unknown): void {
-  writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
+  writeFileAtomic(path, jsonText(value));
 }

@@ -6,6 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hwCommand } from '../../src/cli/commands/hw.ts';
+import { invoke } from '../../src/cli/dispatch.ts';
 import type { Io } from '../../src/cli/io.ts';
 import type { ThresholdsFile } from '../../src/formats/thresholds.ts';
 import { memoryCheckpoint } from '../../src/io/memory.ts';
@@ -82,7 +83,7 @@ export async function makeReportRuns(root: string): Promise<ReportRuns> {
     })
   ).plan;
 
-  await hwCommand.run([full, '--profile', 'seneca', '--json', join(full, 'hw.json')], quietIo);
+  await invoke(hwCommand, [full, '--profile', 'seneca', '--json', join(full, 'hw.json')], quietIo);
 
   const metrics = (i: 0 | 1) => ({
     piqa: { acc: ACC.piqa[i], acc_stderr: 0.01 },
