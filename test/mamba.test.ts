@@ -99,7 +99,7 @@ describe('mamba-A and mamba2-A against transformers (every position ≤ 1e-4)', 
 
 // ---------------------------------------------------------------- fp16 and bf16 files
 
-describe('fp16 and bf16 safetensors of mamba-A and mamba2-A', () => {
+describe('fp16 and bf16 safetensors of mamba-A and mamba2-A (every CPU tier)', () => {
   for (const r of REFS) {
     const dir = `models/mamba/${r.name}`;
     test(r.name, needsShared(dir, `${dir}.ref.f32`, `${dir}.tokens.json`), async () => {
@@ -116,17 +116,28 @@ describe('fp16 and bf16 safetensors of mamba-A and mamba2-A', () => {
         const d = tmpDir();
         copyFileSync(shared(`${dir}/config.json`), join(d, 'config.json'));
         writeSafetensors(join(d, 'model.safetensors'), tensors, { dtype });
-        const ckpt = openCheckpoint(d);
-        const got = await logitsOf(loadModel(ckpt, jsBackend), tokens);
-        ckpt.close();
-        // Exactly the float32 model of the rounded weights: the file's precision is all that changed.
+        // Exactly the float32 model of the rounded weights on every tier: the file's
+        // precision is all that changed.
         const rounded = tensors.map((t) => ({ ...t, data: t.data.map(round) }));
-        const same = await logitsOf(
-          loadModel(memoryCheckpoint(rounded, 'rounded', { config }), jsBackend),
-          tokens,
-        );
-        assert.deepEqual(got, same);
-        const diff = assertClose(got, expected, { atol: tol, label: `${dtype} vs float32` });
+        let diff = 0;
+        for (const [, backend] of cpuBackends()) {
+          if (!backend) continue;
+          const ckpt = openCheckpoint(d);
+          const got = await logitsOf(loadModel(ckpt, backend), tokens);
+          ckpt.close();
+          const same = await logitsOf(
+            loadModel(memoryCheckpoint(rounded, 'rounded', { config }), backend),
+            tokens,
+          );
+          assert.deepEqual(got, same);
+          diff = Math.max(
+            diff,
+            assertClose(got, expected, {
+              atol: tol,
+              label: `${dtype} vs float32 on ${backend.name}`,
+            }),
+          );
+        }
         assert.ok(diff > 1e-6, `${dtype}: the weights were not rounded (max |Δ| ${diff})`);
         console.log(`  ${r.name} ${dtype}: max |Δ| to the float32 logits ${diff.toExponential(2)}`);
       }
