@@ -139,10 +139,7 @@ export const info: Command = {
       const meta: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(ckpt.meta)) {
         if (v === undefined) continue;
-        // JSON-safe (a .pth header may hold big integers).
-        meta[k] = JSON.parse(
-          JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x)) ?? 'null',
-        );
+        meta[k] = jsonSafe(v);
         if (typeof v !== 'object') rows.push([`meta.${k}`, String(v)]);
       }
       const w = Math.max(...rows.map((r) => r[0].length));
@@ -173,3 +170,13 @@ export const info: Command = {
     }
   },
 };
+
+/** `v` with big integers as strings (a .pth header may hold some), for --json. */
+function jsonSafe(v: unknown): unknown {
+  if (typeof v === 'bigint') return v.toString();
+  if (Array.isArray(v)) return v.map(jsonSafe);
+  if (v !== null && typeof v === 'object') {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, jsonSafe(x)]));
+  }
+  return v;
+}
