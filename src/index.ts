@@ -27,4 +27,5 @@ export { detectArchitecture, loadModel } from './models/registry.ts';
 export { RWKV4_SITES, Rwkv4, type Rwkv4State } from './models/rwkv4.ts';
 export type { Backend, Buf, Linear } from './tensor/backend.ts';
 export { Seqs } from './tensor/backend.ts';
-export { selectBackend } from './tensor/select.ts';
+export { closeBackends, openBackend, selectBackend } from './tensor/select.ts';
+export type { WebGpuBackend } from './tensor/webgpu/backend.ts';

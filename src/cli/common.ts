@@ -6,7 +6,7 @@ import { type Tokenizer, tokenizerForModel } from '../io/tokenizer.ts';
 import type { LanguageModel } from '../models/model.ts';
 import { loadModel } from '../models/registry.ts';
 import { applyThresholds, readThresholds } from '../sparsity/plan.ts';
-import { selectBackend } from '../tensor/select.ts';
+import { openBackend } from '../tensor/select.ts';
 import { type Parsed, str } from './args.ts';
 
 export interface Loaded {
@@ -19,8 +19,8 @@ export interface Loaded {
  * Opens checkpoint, backend and tokenizer; with --thresholds, also the zero-skipping
  * weight copies and the λ of a thresholds file made for this model.
  */
-export function openModel(path: string, p: Parsed): Loaded {
-  const backend = selectBackend(str(p, 'backend'));
+export async function openModel(path: string, p: Parsed): Promise<Loaded> {
+  const backend = await openBackend(str(p, 'backend'));
   const thresholds = str(p, 'thresholds');
   const plan = thresholds ? readThresholds(thresholds) : null;
   const ckpt = openCheckpoint(path);

@@ -5,6 +5,7 @@
  * broken file), 1 for a bug in actsparse.
  */
 import { UserError } from '../errors.ts';
+import { closeBackends } from '../tensor/select.ts';
 import { commands } from './commands/index.ts';
 import type { Io } from './io.ts';
 
@@ -62,6 +63,9 @@ async function main(argv: string[]): Promise<number> {
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   if (e.code === 'EPIPE') process.exit(0);
 });
-main(process.argv.slice(2)).then((code) => {
-  process.exitCode = code;
-});
+main(process.argv.slice(2))
+  // A GPU device keeps Node running until it is closed.
+  .finally(closeBackends)
+  .then((code) => {
+    process.exitCode = code;
+  });

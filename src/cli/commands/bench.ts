@@ -3,13 +3,13 @@ import { openCheckpoint } from '../../io/open.ts';
 import { formatBench, runBench } from '../../report/bench.ts';
 import { applyThresholds, readThresholds } from '../../sparsity/plan.ts';
 import type { Backend } from '../../tensor/backend.ts';
-import { selectBackend } from '../../tensor/select.ts';
+import { openBackend } from '../../tensor/select.ts';
 import { num, parse, str } from '../args.ts';
 import type { Command } from '../io.ts';
 import { writeFileAtomic } from '../output.ts';
 
 const usage =
-  'actsparse bench [--model FILE | --shape LAYERSxEMBD] [--vocab N] [--sparsity 0.6] [--seq-len 512] [--repeats 9] [--backend LIST] [--json FILE] [--quick] [--model-only] [--thresholds FILE (with --model)]';
+  'actsparse bench [--model FILE | --shape LAYERSxEMBD] [--vocab N] [--sparsity 0.6] [--seq-len 512] [--repeats 9] [--backend LIST of auto,native,wasm,js,webgpu] [--json FILE] [--quick] [--model-only] [--thresholds FILE (with --model)]';
 
 export const bench: Command = {
   name: 'bench',
@@ -34,12 +34,13 @@ export const bench: Command = {
       },
       usage,
     );
-    // Backends to compare: a comma list, or every one that loads here (fastest first).
-    const names = (str(p, 'backend') ?? 'native,wasm,js').split(',');
+    // Backends to compare: a comma list, or every one that loads here (fastest first; a
+    // GPU when `auto` finds one).
+    const names = (str(p, 'backend') ?? 'auto,native,wasm,js').split(',');
     const backends: Backend[] = [];
     for (const n of names) {
       try {
-        const b = selectBackend(n.trim());
+        const b = await openBackend(n.trim());
         if (!backends.includes(b)) backends.push(b);
       } catch (e) {
         if (str(p, 'backend')) throw e;

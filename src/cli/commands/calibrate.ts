@@ -75,7 +75,7 @@ export const calibrateCommand: Command = {
       keep: num(p, 'keep', 0.5, { min: 0, max: 1 }),
       targetSparsity: num(p, 'target-sparsity', 0.5, { min: 0, max: 0.95 }),
     };
-    const { model, tokenizer, ckpt } = openModel(path, p);
+    const { model, tokenizer, ckpt } = await openModel(path, p);
     ckpt.close();
     const t0 = performance.now();
     const { plan, decidedNow } = await calibrate(

@@ -95,7 +95,7 @@ export const evalCommand: Command = {
       );
     }
 
-    const { model, tokenizer, ckpt } = openModel(path, p);
+    const { model, tokenizer, ckpt } = await openModel(path, p);
     ckpt.close();
     const textInputs: TextInput[] = texts.map((t) => {
       const docs =

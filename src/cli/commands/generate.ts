@@ -35,7 +35,7 @@ export const generate: Command = {
     const temperature = num(p, 'temperature', 1, { min: 0, max: 100 });
     const topP = num(p, 'top-p', 0.85, { min: 0, max: 1 });
     const random = rng(num(p, 'seed', 42, { integer: true, min: 0, max: 2 ** 32 - 1 }));
-    const { model, tokenizer, ckpt } = openModel(path, p);
+    const { model, tokenizer, ckpt } = await openModel(path, p);
     ckpt.close();
 
     const promptIds = tokenizer.encode(prompt);

@@ -5,8 +5,9 @@ import { openCheckpoint } from '../../io/open.ts';
 import { optConfig, optShape } from '../../models/opt.ts';
 import { detectArchitecture } from '../../models/registry.ts';
 import { rwkv4Config } from '../../models/rwkv4.ts';
-import { backendNotices, selectBackend } from '../../tensor/select.ts';
+import { backendNotices, openBackend } from '../../tensor/select.ts';
 import { numel } from '../../tensor/tensor.ts';
+import { WebGpuBackend } from '../../tensor/webgpu/backend.ts';
 import { modelOptions, parse, positionals, str } from '../args.ts';
 import { formatBytes } from '../common.ts';
 import type { Command } from '../io.ts';
@@ -21,13 +22,13 @@ function diskSize(path: string): string {
   return formatBytes(files.reduce((a, s) => a + s.size, 0));
 }
 
-const usage = 'actsparse info <model> [--tensors] [--backend js|wasm|native]';
+const usage = 'actsparse info <model> [--tensors] [--backend auto|js|wasm|native|webgpu]';
 
 export const info: Command = {
   name: 'info',
   summary: 'format, architecture, dimensions, dtype, parameters and memory of a checkpoint',
   usage,
-  run(args, io) {
+  async run(args, io) {
     const p = parse('info', args, { ...modelOptions, tensors: { type: 'boolean' } }, usage);
     const [path] = positionals(p, 1, usage);
     const ckpt = openCheckpoint(path);
@@ -84,7 +85,7 @@ export const info: Command = {
       const mix = [...dtypes]
         .sort((a, b) => b[1] - a[1])
         .map(([d, n]) => `${d} ${((100 * n) / params).toFixed(1)}%`);
-      const backend = selectBackend(str(p, 'backend'));
+      const backend = await openBackend(str(p, 'backend'));
       rows.push(
         ['tensors', String(ckpt.tensors.size)],
         ['dtype', mix.join(', ')],
@@ -94,6 +95,9 @@ export const info: Command = {
         ['memory with sparse copies', `up to ${formatBytes(params * 8)}`],
         ['backend', backend.description],
       );
+      // A GPU: its adapter, limits and the features the kernels use.
+      if (backend instanceof WebGpuBackend)
+        for (const [k, v] of Object.entries(backend.details())) rows.push([`  ${k}`, v]);
       for (const n of backendNotices) rows.push(['notice', n]);
       for (const [k, v] of Object.entries(ckpt.meta)) {
         if (v !== undefined && typeof v !== 'object') rows.push([`meta.${k}`, String(v)]);

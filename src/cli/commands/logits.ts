@@ -36,7 +36,7 @@ export const logits: Command = {
     const mode = str(p, 'mode') ?? 'sequence';
     if (mode !== 'sequence' && mode !== 'step')
       throw new UserError(`--mode ${mode}: expected sequence or step`);
-    const { model, tokenizer, ckpt } = openModel(path, p);
+    const { model, tokenizer, ckpt } = await openModel(path, p);
     ckpt.close();
     const ids = text !== undefined ? tokenizer.encode(text) : parseTokenList(list!, model.nVocab);
     if (ids.length === 0) throw new UserError('logits: the input has no tokens');

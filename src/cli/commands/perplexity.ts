@@ -22,7 +22,7 @@ export const perplexity: Command = {
     const ctx = num(p, 'ctx', 1024, { min: 1, max: 1 << 20, integer: true });
     const maxWindows = num(p, 'max-windows', Number.POSITIVE_INFINITY, { min: 1 });
     const docs = readDocuments(file);
-    const { model, tokenizer, ckpt } = openModel(path, p);
+    const { model, tokenizer, ckpt } = await openModel(path, p);
     ckpt.close();
     const windows = cutWindows(tokenizeDocuments(docs, tokenizer), ctx + 1).slice(0, maxWindows);
     if (windows.length === 0)
