@@ -30,6 +30,59 @@ fn df_add(x: vec2<f32>, y: vec2<f32>) -> vec2<f32> {
   return two_sum(u.x, u.y + t.y);
 }`;
 
+/**
+ * Sums and maxima over a workgroup of 64 with two barriers: 8 invocations add 8 values
+ * each, then every invocation adds the 8 partial sums (in the same order, so all get
+ * the same result). Call in uniform control flow.
+ */
+export const WG64 = `
+var<workgroup> wg1: array<f32, 64>;
+var<workgroup> wg2: array<f32, 8>;
+fn wg_sum(v: f32, lid: u32) -> f32 {
+  wg1[lid] = v;
+  workgroupBarrier();
+  if (lid < 8u) {
+    var s = 0.0;
+    for (var i = 0u; i < 8u; i++) { s += wg1[8u * lid + i]; }
+    wg2[lid] = s;
+  }
+  workgroupBarrier();
+  var t = 0.0;
+  for (var i = 0u; i < 8u; i++) { t += wg2[i]; }
+  return t;
+}
+fn wg_max(v: f32, lid: u32) -> f32 {
+  wg1[lid] = v;
+  workgroupBarrier();
+  if (lid < 8u) {
+    var s = wg1[8u * lid];
+    for (var i = 1u; i < 8u; i++) { s = max(s, wg1[8u * lid + i]); }
+    wg2[lid] = s;
+  }
+  workgroupBarrier();
+  var t = wg2[0];
+  for (var i = 1u; i < 8u; i++) { t = max(t, wg2[i]); }
+  return t;
+}`;
+
+/** The same for double-floats (after DF). */
+export const WG64_DF = `
+var<workgroup> df1: array<vec2<f32>, 64>;
+var<workgroup> df2: array<vec2<f32>, 8>;
+fn wg_df_sum(v: vec2<f32>, lid: u32) -> vec2<f32> {
+  df1[lid] = v;
+  workgroupBarrier();
+  if (lid < 8u) {
+    var s = df1[8u * lid];
+    for (var i = 1u; i < 8u; i++) { s = df_add(s, df1[8u * lid + i]); }
+    df2[lid] = s;
+  }
+  workgroupBarrier();
+  var t = df2[0];
+  for (var i = 1u; i < 8u; i++) { t = df_add(t, df2[i]); }
+  return t;
+}`;
+
 /** Tree reduction of double-floats over the 256 invocations of a workgroup into red[0]. */
 const TREE = `
   red[lid] = acc;
@@ -161,43 +214,34 @@ export const NLL_ROWS: Kernel = {
     ['vocab', 'u32'],
   ],
   code: `${DF}
-var<workgroup> red: array<vec2<f32>, 256>;
-var<workgroup> mx: array<f32, 256>;
-var<workgroup> above: atomic<u32>;
-@compute @workgroup_size(256)
+${WG64}
+${WG64_DF}
+@compute @workgroup_size(64)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
   let r = wid.y * nwg.x + wid.x;
-  let live = r < P.rows;
-  let row = min(r, P.rows - 1u) * P.vocab;
-  let t = logits_ld(row + u32(targets_ld(min(r, P.rows - 1u))));
-  if (lid == 0u) { atomicStore(&above, 0u); }
-  // max, and whether any logit beats the target's
+  if (r >= P.rows) { return; }
+  let row = r * P.vocab;
+  let t = logits_ld(row + u32(targets_ld(r)));
+  // max, and how many logits beat the target's
   var m = bitcast<f32>(0xff7fffffu);
-  var beats = 0u;
-  for (var j = lid; j < P.vocab; j += 256u) {
+  var beats = 0.0;
+  for (var j = lid; j < P.vocab; j += 64u) {
     let v = logits_ld(row + j);
     m = max(m, v);
-    beats |= select(0u, 1u, v > t);
+    beats += select(0.0, 1.0, v > t);
   }
-  mx[lid] = m;
-  atomicOr(&above, beats);
-  workgroupBarrier();
-  for (var w = 128u; w > 0u; w >>= 1u) {
-    if (lid < w) { mx[lid] = max(mx[lid], mx[lid + w]); }
-    workgroupBarrier();
-  }
-  let rowMax = mx[0];
+  let rowMax = wg_max(m, lid);
+  let above = wg_sum(beats, lid);
   // Σ exp(v − max), compensated per invocation
   var acc = vec2<f32>(0.0, 0.0);
-  for (var j = lid; j < P.vocab; j += 256u) {
+  for (var j = lid; j < P.vocab; j += 64u) {
     acc = df_add(acc, vec2<f32>(exp(logits_ld(row + j) - rowMax), 0.0));
   }
-  ${TREE}
-  if (lid == 0u && live) {
-    let s = red[0].x + red[0].y;
-    part_st(r, two_sum(rowMax - t, log(s)));
-    part_st(P.rows + r, vec2<f32>(f32(atomicLoad(&above)), 0.0));
+  let sum = wg_df_sum(acc, lid);
+  if (lid == 0u) {
+    part_st(r, two_sum(rowMax - t, log(sum.x + sum.y)));
+    part_st(P.rows + r, vec2<f32>(select(0.0, 1.0, above > 0.0), 0.0));
   }
 }`,
 };
@@ -208,6 +252,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
  * rank, four passes of an 8-bit histogram in workgroup memory narrow the key down to
  * the element of that rank; one more pass finds the next larger element for the
  * interpolation. Rows of up to `cache` values are first copied into workgroup memory.
+ * The bin holding the rank is found by 16 invocations summing 16 bins each and one
+ * walking those sums (3 barriers a pass, where a parallel scan takes 16).
  * `qinfo[k]` = (lo, bits of frac) with h = (cols − 1)·q_k, lo = ⌊h⌋, frac = h − lo
  * (computed on the host in float64, as numpy does); part[row·nq + k] = the quantile.
  */
@@ -228,7 +274,7 @@ export function quantileKernel(cache: number): Kernel {
 const CACHE: u32 = ${cache}u;
 var<workgroup> row: array<u32, CACHE>;
 var<workgroup> hist: array<atomic<u32>, 256>;
-var<workgroup> scan: array<u32, 256>;
+var<workgroup> chunk: array<u32, 16>;
 var<workgroup> pick: vec2<u32>;
 var<workgroup> le: atomic<u32>;
 var<workgroup> nextKey: atomic<u32>;
@@ -245,35 +291,37 @@ fn select_rank(base: u32, rank: u32, cached: bool, lid: u32) -> u32 {
   var rem = rank;
   for (var p = 0u; p < 4u; p++) {
     let shift = 24u - 8u * p;
-    atomicStore(&hist[lid], 0u);
+    for (var b = lid; b < 256u; b += 64u) { atomicStore(&hist[b], 0u); }
     workgroupBarrier();
-    for (var i = lid; i < P.cols; i += 256u) {
+    for (var i = lid; i < P.cols; i += 64u) {
       let k = key(base, i, cached);
       if ((k & mask) == prefix) { atomicAdd(&hist[(k >> shift) & 255u], 1u); }
     }
     workgroupBarrier();
-    // inclusive prefix sum of the histogram
-    scan[lid] = atomicLoad(&hist[lid]);
-    workgroupBarrier();
-    for (var off = 1u; off < 256u; off <<= 1u) {
-      var v = scan[lid];
-      if (lid >= off) { v += scan[lid - off]; }
-      workgroupBarrier();
-      scan[lid] = v;
-      workgroupBarrier();
+    if (lid < 16u) {
+      var s = 0u;
+      for (var b = 0u; b < 16u; b++) { s += atomicLoad(&hist[16u * lid + b]); }
+      chunk[lid] = s;
     }
-    let incl = scan[lid];
-    let excl = select(0u, scan[max(lid, 1u) - 1u], lid > 0u);
-    if (excl <= rem && rem < incl) { pick = vec2<u32>(lid, excl); }
-    let d = workgroupUniformLoad(&pick);
-    prefix |= d.x << shift;
+    workgroupBarrier();
+    // The bin d with (keys in bins below d) ≤ rem < (keys in bins up to d).
+    if (lid == 0u) {
+      var below = 0u;
+      var c = 0u;
+      while (c < 15u && below + chunk[c] <= rem) { below += chunk[c]; c++; }
+      var d = 16u * c;
+      while (d < 16u * c + 15u && below + atomicLoad(&hist[d]) <= rem) { below += atomicLoad(&hist[d]); d++; }
+      pick = vec2<u32>(d, below);
+    }
+    let sel = workgroupUniformLoad(&pick);
+    prefix |= sel.x << shift;
     mask |= 255u << shift;
-    rem -= d.y;
+    rem -= sel.y;
   }
   return prefix;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(64)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
   let r = wid.y * nwg.x + wid.x;
@@ -281,7 +329,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let base = r * P.cols;
   let cached = P.cols <= CACHE;
   if (cached) {
-    for (var i = lid; i < P.cols; i += 256u) { row[i] = bitcast<u32>(x_ld(base + i)) & 0x7fffffffu; }
+    for (var i = lid; i < P.cols; i += 64u) { row[i] = bitcast<u32>(x_ld(base + i)) & 0x7fffffffu; }
   }
   workgroupBarrier();
   for (var q = 0u; q < P.nq; q++) {
@@ -293,7 +341,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     workgroupBarrier();
     var c = 0u;
     var m = 0xffffffffu;
-    for (var i = lid; i < P.cols; i += 256u) {
+    for (var i = lid; i < P.cols; i += 64u) {
       let v = key(base, i, cached);
       c += select(0u, 1u, v <= k);
       if (v > k) { m = min(m, v); }
@@ -301,15 +349,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     atomicAdd(&le, c);
     atomicMin(&nextKey, m);
     workgroupBarrier();
-    let vlo = bitcast<f32>(k);
-    let nle = atomicLoad(&le);
-    let nxt = atomicLoad(&nextKey);
-    workgroupBarrier();
     if (lid == 0u) {
+      let vlo = bitcast<f32>(k);
       var vhi = vlo;
-      if (lo + 1u < P.cols && lo + 1u >= nle) { vhi = bitcast<f32>(nxt); }
+      if (lo + 1u < P.cols && lo + 1u >= atomicLoad(&le)) { vhi = bitcast<f32>(atomicLoad(&nextKey)); }
       part_st(r * P.nq + q, two_sum(vlo, frac * (vhi - vlo)));
     }
+    workgroupBarrier();
   }
 }`,
   };

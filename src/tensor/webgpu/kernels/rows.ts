@@ -6,22 +6,13 @@
  * causal attention over a KV cache.
  */
 import { GRID, type Kernel } from '../runtime.ts';
+import { WG64 } from './reduce.ts';
 
-/** Row index of a workgroup on a 2-D grid (rows may exceed 65535 workgroups per dimension). */
-const ROW = 'let r = wid.y * nwg.x + wid.x;';
-const ROW_MAIN = `@compute @workgroup_size(256)
+/** One workgroup of 64 per row (group); rows beyond 65535 go to a second grid dimension. */
+const ROW_MAIN = `@compute @workgroup_size(64)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-  ${ROW}`;
-
-/** red[0] = Σ over the workgroup of \`v\` (a float tree). */
-const SUM_TREE = `
-  red[lid] = v;
-  workgroupBarrier();
-  for (var w = 128u; w > 0u; w >>= 1u) {
-    if (lid < w) { red[lid] += red[lid + w]; }
-    workgroupBarrier();
-  }`;
+  let r = wid.y * nwg.x + wid.x;`;
 
 /**
  * Layer norm of each group of n values: (x − mean)/√(var + eps)·w + b, two passes
@@ -43,22 +34,18 @@ export const LAYER_NORM: Kernel = {
     ['wgroups', 'u32'],
     ['row0', 'u32'],
   ],
-  code: `
-var<workgroup> red: array<f32, 256>;
+  code: `${WG64}
 ${ROW_MAIN}
   if (r >= P.rows) { return; }
   let o = r * P.n;
   var v = 0.0;
-  for (var i = lid; i < P.n; i += 256u) { v += x_ld(o + i); }
-  ${SUM_TREE}
-  let mean = red[0] / f32(P.n);
-  workgroupBarrier();
+  for (var i = lid; i < P.n; i += 64u) { v += x_ld(o + i); }
+  let mean = wg_sum(v, lid) / f32(P.n);
   v = 0.0;
-  for (var i = lid; i < P.n; i += 256u) { let d = x_ld(o + i) - mean; v += d * d; }
-  ${SUM_TREE}
-  let inv = 1.0 / sqrt(red[0] / f32(P.n) + P.eps);
+  for (var i = lid; i < P.n; i += 64u) { let d = x_ld(o + i) - mean; v += d * d; }
+  let inv = 1.0 / sqrt(wg_sum(v, lid) / f32(P.n) + P.eps);
   let w0 = ((P.row0 + r) % P.wgroups) * P.n;
-  for (var i = lid; i < P.n; i += 256u) {
+  for (var i = lid; i < P.n; i += 64u) {
     out_st(o + i, (x_ld(o + i) - mean) * inv * w_ld(w0 + i) + b_ld(w0 + i));
   }
 }`,
@@ -66,8 +53,7 @@ ${ROW_MAIN}
 
 /** x / √(mean(x²) + eps) · w (rms) or x / max(‖x‖, eps) (l2), per group of n. */
 export function normKernel(kind: 'rms' | 'l2'): Kernel {
-  const scale =
-    kind === 'rms' ? '1.0 / sqrt(red[0] / f32(P.n) + P.eps)' : '1.0 / max(sqrt(red[0]), P.eps)';
+  const scale = kind === 'rms' ? '1.0 / sqrt(ss / f32(P.n) + P.eps)' : '1.0 / max(sqrt(ss), P.eps)';
   const w = kind === 'rms' ? ' * w_ld(((P.row0 + r) % P.wgroups) * P.n + i)' : '';
   return {
     name: `${kind}_norm`,
@@ -83,16 +69,15 @@ export function normKernel(kind: 'rms' | 'l2'): Kernel {
       ['wgroups', 'u32'],
       ['row0', 'u32'],
     ],
-    code: `
-var<workgroup> red: array<f32, 256>;
+    code: `${WG64}
 ${ROW_MAIN}
   if (r >= P.rows) { return; }
   let o = r * P.n;
   var v = 0.0;
-  for (var i = lid; i < P.n; i += 256u) { let a = x_ld(o + i); v += a * a; }
-  ${SUM_TREE}
+  for (var i = lid; i < P.n; i += 64u) { let a = x_ld(o + i); v += a * a; }
+  let ss = wg_sum(v, lid);
   let inv = ${scale};
-  for (var i = lid; i < P.n; i += 256u) { out_st(o + i, x_ld(o + i) * inv${w}); }
+  for (var i = lid; i < P.n; i += 64u) { out_st(o + i, x_ld(o + i) * inv${w}); }
 }`,
   };
 }
@@ -229,7 +214,7 @@ const MAXHD: u32 = 256u;
 var<workgroup> qs: array<f32, MAXHD>;
 var<workgroup> acc: array<f32, MAXHD>;
 var<workgroup> p: array<f32, 64>;
-var<workgroup> red: array<f32, 64>;
+${WG64}
 @compute @workgroup_size(64)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -253,24 +238,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       s = 0.0;
       for (var i = 0u; i < P.hd; i++) { s += qs[i] * keys_ld(cache + j * d + i); }
     }
-    red[lid] = s;
-    workgroupBarrier();
-    for (var w = 32u; w > 0u; w >>= 1u) {
-      if (lid < w) { red[lid] = max(red[lid], red[lid + w]); }
-      workgroupBarrier();
-    }
-    let mNew = max(m, red[0]);
+    let mNew = max(m, wg_max(s, lid));
     let alpha = exp(m - mNew);
-    workgroupBarrier();
     let e = select(0.0, exp(s - mNew), j < n);
     p[lid] = e;
-    red[lid] = e;
-    workgroupBarrier();
-    for (var w = 32u; w > 0u; w >>= 1u) {
-      if (lid < w) { red[lid] += red[lid + w]; }
-      workgroupBarrier();
-    }
-    l = l * alpha + red[0];
+    l = l * alpha + wg_sum(e, lid);
     m = mNew;
     // acc_i ← acc_i·α + Σ_j p_j v_j,i (each invocation owns dims i ≡ lid mod 64)
     let cnt = min(64u, n - j0);
