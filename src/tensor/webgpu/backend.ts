@@ -40,6 +40,8 @@ import {
   type GemmTiles,
   gemmKernel,
   gemvKernel,
+  type MatrixShape,
+  matrixGemmKernel,
   parseTiles,
   SLICE_SUM,
   skipKernel,
@@ -176,8 +178,8 @@ const DEFAULT_SMALL_TILES = '64x64x16/4x4';
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu' as const;
   readonly rt: Runtime;
-  private readonly tiles: GemmTiles;
-  private readonly smallTiles: GemmTiles;
+  private tiles: GemmTiles;
+  private smallTiles: GemmTiles;
   private readonly quantile: Kernel;
   private readonly seqArrays = new WeakMap<Seqs, Map<string, GpuIds>>();
   private readonly seqRelease = new FinalizationRegistry<Store[]>((stores) => {
@@ -227,7 +229,72 @@ export class WebGpuBackend implements Backend {
         ? f.subgroupMatrix.map((c) => `${c.component}→${c.result} ${c.M}x${c.N}x${c.K}`).join(', ')
         : 'none',
       'GEMM tiles': `${t(this.tiles)} (small: ${t(this.smallTiles)}), fp32 accumulation`,
+      'GEMM on matrix units': this.matrix
+        ? `on (float16 tiles, ${this.matrix.shape.M}x${this.matrix.shape.N}x${this.matrix.shape.K})`
+        : 'off',
     };
+  }
+
+  /** The subgroup-matrix GEMM (float16 tiles) when enabled and checked, else null. */
+  private matrix: { shape: MatrixShape; sg: number } | null = null;
+
+  /**
+   * Turns on the subgroup-matrix GEMM for products of many rows, after checking it
+   * against the float32 kernel on a product with ragged edges. Returns what was done
+   * (or why not), in one line.
+   */
+  async enableMatrixGemm(): Promise<string> {
+    const f = this.rt.facts;
+    const shape = f.subgroupMatrix
+      .filter((c) => c.component === 'f16' && c.result === 'f32')
+      .sort((a, b) => b.M * b.N * b.K - a.M * a.N * a.K)[0];
+    if (!shape) return 'no float16 → float32 subgroup matrices on this adapter';
+    const sg = f.limits.subgroupMaxSize;
+    const candidate = { shape, sg };
+    const [n, N, K] = [150, 200, 300];
+    const r = (i: number) => Math.sin(i * 1.7) * 0.5;
+    const w = this.prepare(
+      Float32Array.from({ length: N * K }, (_, i) => r(i)),
+      N,
+      K,
+      { dtype: 'f16' },
+    );
+    const x = this.upload(Float32Array.from({ length: n * K }, (_, i) => r(i + 7)));
+    const want = this.alloc(n * N);
+    const got = this.alloc(n * N);
+    this.matmul(want, w, x, n);
+    this.rt.device.pushErrorScope('validation');
+    this.matrix = candidate;
+    this.matmul(got, w, x, n);
+    this.matrix = null;
+    this.rt.flush();
+    const err = await this.rt.device.popErrorScope();
+    let worst = Number.NaN;
+    if (!err) {
+      const [a, b] = [await this.read(got), await this.read(want)];
+      worst = 0;
+      for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+    }
+    for (const t of [x, want, got]) this.free(t);
+    this.release(w);
+    if (err) return `subgroup-matrix GEMM refused by the device: ${err.message.split('\n')[0]}`;
+    // Float16 x (|x| ≤ 0.5, K = 300): errors near 1e-3 · √K; a wrong kernel is far off.
+    if (!(worst < 0.05)) return `subgroup-matrix GEMM failed its check (max error ${worst})`;
+    this.matrix = candidate;
+    return `subgroup-matrix GEMM on (${shape.M}x${shape.N}x${shape.K} f16 → f32), max error ${worst.toExponential(1)} against fp32`;
+  }
+
+  /** Leaves the subgroup-matrix GEMM (products go back to float32 tiles). */
+  disableMatrixGemm(): void {
+    this.matrix = null;
+  }
+
+  /** Sets the GEMM tiles (benchmarks compare several). */
+  setGemmTiles(large: GemmTiles, small = this.smallTiles): void {
+    checkTiles(large);
+    checkTiles(small);
+    this.tiles = large;
+    this.smallTiles = small;
   }
 
   /** Gives the device back (Dawn keeps the process alive while one exists). */
@@ -506,6 +573,15 @@ export class WebGpuBackend implements Backend {
         [...params, tpr],
         grid(Math.ceil(p.rows / (256 / tpr))),
       );
+      return;
+    }
+    if (this.matrix && nr >= 64) {
+      const { shape, sg } = this.matrix;
+      const k = matrixGemmKernel(l.format, shape, sg);
+      this.launch(k, [y, x, w, bias], params, [
+        Math.ceil(p.rows / (4 * shape.N)),
+        Math.ceil(nr / (4 * shape.M)),
+      ]);
       return;
     }
     const t = nr >= 256 && p.rows >= 256 ? this.tiles : this.smallTiles;

@@ -96,6 +96,8 @@ export interface Kernel {
   readonly code: string;
   /** WGSL `enable` directives (f16, subgroups, …). */
   readonly enables?: readonly string[];
+  /** Diagnostic rules turned off, e.g. `chromium_experimental.subgroup_matrix_uniformity`. */
+  readonly diagnosticsOff?: readonly string[];
 }
 
 const UNIT_BYTES: Record<string, number> = {
@@ -412,6 +414,7 @@ export class Runtime {
   private source(k: Kernel, slotOf: number[], slots: { write: boolean; type: string }[]): string {
     const lines: string[] = [];
     for (const e of k.enables ?? []) lines.push(`enable ${e};`);
+    for (const d of k.diagnosticsOff ?? []) lines.push(`diagnostic(off, ${d});`);
     // `zero` = 0, a value the compiler cannot know: error-free sums pass their steps
     // through an integer XOR with it, so that no algebraic simplification of float
     // expressions ((a + b) − a → b) removes their rounding terms.

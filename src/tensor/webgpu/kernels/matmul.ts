@@ -362,3 +362,102 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   y_st(P.ycol + n, biased(s, n));
 }`,
 };
+
+/** A subgroup-matrix shape the adapter offers (GPUSubgroupMatrixConfig). */
+export interface MatrixShape {
+  M: number;
+  N: number;
+  K: number;
+}
+
+/**
+ * GEMM on the GPU's matrix units (chromium-experimental-subgroup-matrix: tensor cores
+ * through Vulkan's cooperative matrices): x and W tiles are rounded to float16 in
+ * workgroup memory, products accumulate in float32. Four subgroups of `sg` invocations
+ * each compute 2×2 result matrices of M×N, so a workgroup covers (4M)×(4N) outputs,
+ * 2K inputs per step. Float16 inputs cost precision (about 1e-3 relative): this kernel
+ * runs only when asked for (bench; ACTSPARSE_WEBGPU_MATRIX=f16), after a self-check.
+ */
+export function matrixGemmKernel(f: WeightFormat, shape: MatrixShape, sg: number): Kernel {
+  const { M, N, K } = shape;
+  const BM = 4 * M;
+  const BN = 4 * N;
+  const BK = 2 * K;
+  const T = 4 * sg;
+  return memo(`sgmat:${f}:${M}x${N}x${K}:${sg}`, () => ({
+    name: `gemm_matrix_${f}_${M}x${N}x${K}`,
+    enables: ['f16', 'chromium_experimental_subgroup_matrix'],
+    // Offsets derive from subgroup_id: uniform per subgroup, which WGSL cannot prove.
+    diagnosticsOff: ['chromium_experimental.subgroup_matrix_uniformity'],
+    buffers: buffers(f),
+    params: MATMUL_PARAMS,
+    code: `${unpack('w', f)}
+${BIASED}
+const M = ${M}u; const N = ${N}u; const K = ${K}u;
+const BM = ${BM}u; const BN = ${BN}u; const BK = ${BK}u;
+const T = ${T}u;
+var<workgroup> Xs: array<f16, ${BM * BK}>;
+var<workgroup> Ws: array<f16, ${BN * BK}>;
+var<workgroup> Cs: array<f32, ${BM * BN}>;
+
+fn xs(m: u32, k: u32) -> f32 {
+  if (m < P.M && k < P.K) { return x_ld(m * P.K + k); }
+  return 0.0;
+}
+fn wval(n: u32, k4: u32) -> vec4<f32> {
+  if (n < P.N && k4 < P.ld4) { return w4(n * P.ld4 + k4); }
+  return vec4<f32>(0.0);
+}
+
+@compute @workgroup_size(${T})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(subgroup_id) sg: u32) {
+  let m0 = wid.y * BM;
+  let n0 = wid.x * BN;
+  // This subgroup's 2×2 result matrices start at row rm, column rn of the tile.
+  let rm = (sg / 2u) * 2u * M;
+  let rn = (sg % 2u) * 2u * N;
+  var acc: array<subgroup_matrix_result<f32, N, M>, 4>;
+  for (var k0 = 0u; k0 < P.K; k0 += BK) {
+    // Tiles into workgroup memory as float16: Xs[m][k], Ws[n][k].
+    for (var i = lid; i < BM * BK; i += T) { Xs[i] = f16(xs(m0 + i / BK, k0 + i % BK)); }
+    for (var i = lid; i < BN * BK / 4u; i += T) {
+      let n = i / (BK / 4u);
+      let k = (i % (BK / 4u)) * 4u;
+      let v = wval(n0 + n, (k0 + k) / 4u);
+      let o = n * BK + k;
+      Ws[o] = f16(v.x);
+      Ws[o + 1u] = f16(v.y);
+      Ws[o + 2u] = f16(v.z);
+      Ws[o + 3u] = f16(v.w);
+    }
+    workgroupBarrier();
+    // (Subgroups beyond 4, should the device run smaller ones, have nothing to do.)
+    for (var kk = 0u; kk < BK && sg < 4u; kk += K) {
+      // x rows are row-major in Xs; W rows are the columns of Wᵀ (column-major, stride BK).
+      let l0 = subgroupMatrixLoad<subgroup_matrix_left<f16, K, M>>(&Xs, rm * BK + kk, false, BK);
+      let l1 = subgroupMatrixLoad<subgroup_matrix_left<f16, K, M>>(&Xs, (rm + M) * BK + kk, false, BK);
+      let r0 = subgroupMatrixLoad<subgroup_matrix_right<f16, N, K>>(&Ws, rn * BK + kk, true, BK);
+      let r1 = subgroupMatrixLoad<subgroup_matrix_right<f16, N, K>>(&Ws, (rn + N) * BK + kk, true, BK);
+      acc[0] = subgroupMatrixMultiplyAccumulate(l0, r0, acc[0]);
+      acc[1] = subgroupMatrixMultiplyAccumulate(l0, r1, acc[1]);
+      acc[2] = subgroupMatrixMultiplyAccumulate(l1, r0, acc[2]);
+      acc[3] = subgroupMatrixMultiplyAccumulate(l1, r1, acc[3]);
+    }
+    workgroupBarrier();
+  }
+  if (sg < 4u) {
+    subgroupMatrixStore(&Cs, rm * BN + rn, acc[0], false, BN);
+    subgroupMatrixStore(&Cs, rm * BN + rn + N, acc[1], false, BN);
+    subgroupMatrixStore(&Cs, (rm + M) * BN + rn, acc[2], false, BN);
+    subgroupMatrixStore(&Cs, (rm + M) * BN + rn + N, acc[3], false, BN);
+  }
+  workgroupBarrier();
+  for (var i = lid; i < BM * BN; i += T) {
+    let m = m0 + i / BN;
+    let n = n0 + i % BN;
+    if (m < P.M && n < P.N) { y_st(m * P.ldy + P.ycol + n, biased(Cs[i], n)); }
+  }
+}`,
+  }));
+}
