@@ -29,3 +29,18 @@ export class FormatError extends UserError {
 export function check(cond: unknown, file: string, what: string, hint?: string): asserts cond {
   if (!cond) throw new FormatError(file, what, hint);
 }
+
+/**
+ * Work stopped because the user asked (Ctrl-C, SIGTERM). `saved` says what was kept,
+ * e.g. "3 of 8 units in runs/x/journal.jsonl"; `resumable` whether `--resume` continues
+ * it. The CLI prints one line and exits with 130.
+ */
+export class Interrupted extends Error {
+  override name = 'Interrupted';
+  constructor(
+    readonly saved: string,
+    readonly resumable: boolean,
+  ) {
+    super(`interrupted: ${saved}`);
+  }
+}

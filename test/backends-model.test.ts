@@ -1,6 +1,7 @@
 /**
  * RWKV-4 on every backend reproduces the golden logits, and with thresholds the
- * zero-skipping step mode equals thresholded sequence mode on each of them.
+ * zero-skipping step mode equals thresholded sequence mode on each of them; for every
+ * architecture, a packed batch equals each sequence alone on every backend.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -99,10 +100,15 @@ describe('thresholded step mode (zero-skipping kernels) equals thresholded seque
   }
 });
 
-/** RWKV-4 and OPT, random weights of realistic magnitudes. */
+/** RWKV-4, 5 (5.0 and 5.2), 6, 7 and OPT, random weights of realistic magnitudes. */
 function models(backend: Backend): LanguageModel[] {
+  const rwkv56 = { nLayer: 2, nEmbd: 64, nVocab: 90, headSize: 16 };
   return [
     architecture('rwkv4').random({ nLayer: 2, nEmbd: 64, nVocab: 90 }, 5),
+    architecture('rwkv5').random({ ...rwkv56, gate: false, perChannel: false }, 7),
+    architecture('rwkv5').random(rwkv56, 8),
+    architecture('rwkv6').random(rwkv56, 9),
+    architecture('rwkv7').random({ nLayer: 3, nEmbd: 64, nVocab: 90, headSize: 16 }, 7),
     architecture('opt').random({ nLayer: 2, nEmbd: 64, nVocab: 90, nHead: 4 }, 6),
   ].map((ck) => loadModel(ck, backend, { sparse: true }));
 }

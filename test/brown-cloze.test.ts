@@ -1,8 +1,8 @@
 /** The built-in Brown cloze task: held-out documents only, LAMBADA-shaped requests. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { brownDocuments } from '../src/eval/brown.ts';
-import { splitDocuments } from '../src/eval/documents.ts';
+import { brownDocuments } from '../src/data/brown.ts';
+import { splitDocuments } from '../src/data/documents.ts';
 import { getTask } from '../src/eval/tasks/registry.ts';
 
 test('brown_cloze: 500 items from cn18…cr09, context then " word"', () => {

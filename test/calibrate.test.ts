@@ -7,20 +7,17 @@ import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
+import { brownDocuments, detag } from '../src/data/brown.ts';
+import { splitDocuments } from '../src/data/documents.ts';
+import { tokenWindows } from '../src/data/windows.ts';
 import { UserError } from '../src/errors.ts';
-import { brownDocuments, detag } from '../src/eval/brown.ts';
-import { splitDocuments, tokenWindows } from '../src/eval/documents.ts';
+import { readThresholds } from '../src/formats/thresholds.ts';
 import { memoryCheckpoint } from '../src/io/memory.ts';
 import { loadTokenizer } from '../src/io/tokenizer.ts';
 import { randomRwkv4 } from '../src/models/random.ts';
 import { Rwkv4 } from '../src/models/rwkv4.ts';
 import { type CalibrationConfig, calibrate } from '../src/sparsity/calibrate.ts';
-import {
-  applyThresholds,
-  macWeighted,
-  measureSparsity,
-  readThresholds,
-} from '../src/sparsity/plan.ts';
+import { applyThresholds, macWeighted, measureSparsity } from '../src/sparsity/plan.ts';
 import {
   perTokenQuantileThresholds,
   pooledQuantileThresholds,

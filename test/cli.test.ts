@@ -100,12 +100,12 @@ describe('cli', () => {
   });
 
   test('mistakes get clear errors', async () => {
-    await fails(['info'], /expected 1 argument/);
-    await fails(['info', model, '--bogus'], /Unknown option '--bogus'/);
-    await fails(['generate', model], /--prompt is required/);
+    await fails(['info'], /missing MODEL/);
+    await fails(['info', model, '--bogus'], /unknown option --bogus/);
+    await fails(['generate', model], /--prompt TEXT is required/);
     await fails(
       ['generate', model, '--prompt', 'x', '--tokens', 'many'],
-      /--tokens many: expected an integer/,
+      /--tokens many: expected a whole number/,
     );
     await fails(
       ['logits', model, '--tokens', '1,999', '--out', join(dir, 'x')],
@@ -115,7 +115,10 @@ describe('cli', () => {
       ['logits', model, '--text', 'a', '--tokens', '1', '--out', join(dir, 'x')],
       /exactly one of/,
     );
-    await fails(['info', model, '--backend', 'gpu'], /unknown backend "gpu"/);
+    await fails(
+      ['info', model, '--backend', 'gpu'],
+      /--backend gpu: expected one of auto, native, wasm, js/,
+    );
     const latin1 = join(dir, 'latin1.txt');
     writeFileSync(latin1, Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x20, 0x6f, 0x6b]));
     await fails(['perplexity', model, latin1], /latin1\.txt.*byte offset 3/);

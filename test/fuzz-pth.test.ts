@@ -45,6 +45,7 @@ function attempt(bytes: Uint8Array, label: string): Outcome {
       );
     }
     assert.ok(e.message.includes(casePath), `${label}: error does not name the file: ${e.message}`);
+    assert.ok(!e.message.includes('\n'), `${label}: message is not one line: ${e.message}`);
     return 'error';
   }
 }

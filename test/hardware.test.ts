@@ -4,6 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { UserError } from '../src/errors.ts';
+import type { BenchResult } from '../src/formats/bench.ts';
 import { benchCheck } from '../src/hardware/check.ts';
 import {
   type Category,
@@ -36,7 +37,6 @@ const rwkv4Sites = (d: number, f = 4 * d) =>
 
 import {
   applySets,
-  type BenchJson,
   BUILTIN_PROFILES,
   type CostModel,
   constantSpecs,
@@ -625,12 +625,43 @@ describe('profiles and mappings', () => {
 
 describe('inputs', () => {
   const model = (siteShapes?: { id: string; rows: number; cols: number }[]) => ({
+    file: 'm.pth',
+    fileSha256: '00',
+    fingerprint: 'f',
+    comparison: 'gt',
     architecture: 'rwkv4',
     nLayer: 2,
     nEmbd: 4,
     nVocab: 10,
     sitesPerBlock: [...RWKV4_SITES],
     ...(siteShapes ? { siteShapes } : {}),
+  });
+  /** A thresholds.json as calibrate writes it, around these model facts and site rows. */
+  const thresholdsFile = (m: object, sites: object[]) => ({
+    formatVersion: 1,
+    kind: 'actsparse.thresholds',
+    tool: { name: 'actsparse', version: 'test' },
+    model: m,
+    data: {
+      description: 'd',
+      sha256: '0',
+      documents: [],
+      windows: 1,
+      ctx: 8,
+      tokens: 8,
+      seed: 0,
+      tokenizer: 'bytes',
+    },
+    method: { name: 'uniform', params: {} },
+    results: {
+      denseLoss: 1,
+      finalLoss: 1,
+      lossGrowth: 1,
+      heldOut: null,
+      sparsity: { macWeighted: 0.5, naturalMacWeighted: 0.2, headMacShare: 0.1 },
+      work: { blockTokens: 1, authorsBlockTokens: 1, lossEvaluations: 0, statisticsPasses: 0 },
+    },
+    sites: sites.map((s) => ({ k: 0.5, lambda: 0.1, loss: null, ...s })),
   });
   const rows = () =>
     [0, 1].flatMap((block) =>
@@ -644,12 +675,7 @@ describe('inputs', () => {
 
   test('thresholds.json: shapes from the file, or derived (ffn = 4·d) with a note', () => {
     const shapes = rwkv4Sites(4, 12);
-    const t = {
-      formatVersion: 1,
-      kind: 'actsparse.thresholds',
-      model: model(shapes),
-      sites: rows(),
-    };
+    const t = thresholdsFile(model(shapes), rows());
     const a = inputFromThresholds(t, 't.json');
     assert.deepEqual(a.shape.sites, shapes);
     assert.equal(a.sparse[7 + 3], 10 / 20);
@@ -659,20 +685,21 @@ describe('inputs', () => {
     assert.equal(b.shape.sites[5].rows, 16);
     assert.match(b.notes[0], /derived from the config \(ffn 16\)/);
     // the ordering of rows does not matter; duplicates and strangers are refused
-    const shuffled = inputFromThresholds({ ...t, sites: rows().reverse() }, 't.json');
+    const shuffled = inputFromThresholds(thresholdsFile(model(shapes), rows().reverse()), 't.json');
     assert.deepEqual(shuffled.sparse, a.sparse);
     const dup = rows();
     dup[1] = { ...dup[0] };
-    assert.throws(() => inputFromThresholds({ ...t, sites: dup }, 't.json'), /appears twice/);
+    const withSites = (sites: object[]) => thresholdsFile(model(shapes), sites);
+    assert.throws(() => inputFromThresholds(withSites(dup), 't.json'), /appears twice/);
     assert.throws(
-      () => inputFromThresholds({ ...t, sites: rows().slice(1) }, 't.json'),
+      () => inputFromThresholds(withSites(rows().slice(1)), 't.json'),
       /13 per-site rows for 2 blocks × 7 sites = 14/,
     );
     const far = rows();
     far[0] = { ...far[0], block: 5 };
-    assert.throws(() => inputFromThresholds({ ...t, sites: far }, 't.json'), /not in the model/);
+    assert.throws(() => inputFromThresholds(withSites(far), 't.json'), /not in the model/);
     assert.throws(
-      () => inputFromThresholds({ ...t, sites: [{ ...rows()[0], sparsity: 2 }] }, 't.json'),
+      () => inputFromThresholds(withSites([{ ...rows()[0], sparsity: 2 }]), 't.json'),
       /t\.json: .*sites\.0\.sparsity/,
     );
   });
@@ -681,6 +708,13 @@ describe('inputs', () => {
     const r = {
       formatVersion: 1,
       kind: 'actsparse.eval',
+      results: {},
+      versions: {},
+      heldOut: {},
+      dense: null,
+      config: {},
+      timing: {},
+      tool: { name: 'actsparse', version: 'test' },
       model: model(rwkv4Sites(4)),
       sparsity: { macWeighted: 0.5, naturalMacWeighted: 0.2, perSite: rows() },
     };
@@ -694,15 +728,7 @@ describe('inputs', () => {
 
   test('a run directory is read, a foreign file refused', () => {
     const dir = tmpDir();
-    writeFileSync(
-      join(dir, 'thresholds.json'),
-      JSON.stringify({
-        formatVersion: 1,
-        kind: 'actsparse.thresholds',
-        model: model(),
-        sites: rows(),
-      }),
-    );
+    writeFileSync(join(dir, 'thresholds.json'), JSON.stringify(thresholdsFile(model(), rows())));
     assert.equal(readRun(dir).shape.nLayer, 2);
     writeFileSync(join(dir, 'x.json'), '{"kind": "actsparse.bench"}');
     assert.throws(
@@ -750,30 +776,36 @@ describe('inputs', () => {
 
 describe('the cpu profile against a bench result', () => {
   // A bench of a 1x8 model (ffn 32, vocab 16) at 50% zeros: 10 GB/s dense GEMV.
-  const bench: BenchJson = {
+  const st = (median: number) => ({ median, min: median, max: median });
+  const bench: BenchResult = {
     formatVersion: 1,
-    machine: { cpu: 'test cpu', cores: 2 },
-    bandwidth: [{ threads: 2, gbps: { median: 1000 } }],
-    gemm: [{ backend: 'native', threads: 2, gflops: { median: 2000 } }],
+    machine: { cpu: 'test cpu', cores: 2, node: '20' },
+    backends: ['native'],
+    bandwidth: [{ threads: 2, gbps: st(1000) }],
+    gemm: [{ backend: 'native', threads: 2, shape: '128x1024->4096', gflops: st(2000) }],
     gemv: [
-      { backend: 'native', threads: 1, shape: '4096x4096', gbps: { median: 5 } },
-      { backend: 'native', threads: 2, shape: '4096x4096', gbps: { median: 10 } },
+      { backend: 'native', threads: 1, shape: '4096x4096', gbps: st(5) },
+      { backend: 'native', threads: 2, shape: '4096x4096', gbps: st(10) },
     ],
     sparse: [0, 0.5, 0.7, 0.9].map((zeros, i) => ({
       backend: 'native',
       threads: 2,
       zeros,
-      speedup: { median: [0.9, 1.8, 2.7, 6][i] },
+      speedup: st([0.9, 1.8, 2.7, 6][i]),
+      ideal: 1 / (1 - zeros),
     })),
     model: {
       source: 'random RWKV-4 1x8, vocab 16',
       backend: 'native',
       shape: '1x8 (ffn 32, vocab 16)',
       weightBytesPerToken: 3840,
-      decodeDense: { median: 2e6 },
-      decodeSparse: { median: 3e6 },
+      decodeDense: st(2e6),
+      floorTokensPerSec: null,
+      decodeSparse: st(3e6),
       targetZeros: 0.5,
       measuredZeros: 0.5,
+      sequenceT: 0,
+      sequence: null,
     },
   };
 
@@ -797,6 +829,13 @@ describe('the cpu profile against a bench result', () => {
     close(c.predicted.sparse, 3328 / 18e9 + 512 / 10e9, 'sparse', 1e-9);
     close(c.measured.dense, 5e-7, 'measured dense');
     assert.equal(c.predicted.evidence, 'measured');
+    // A predicted sparse speedup is never a measurement: measured kernel points carried
+    // to a model are derived (the sparse figure stood as "measured" beside a real one).
+    assert.equal(c.predicted.sparseEvidence, 'derived');
+    const e = estimate(whatIf(parseShape('1x8', 16), '0.5', undefined), p, mapping());
+    const sparse = e.scenarios.find((x) => x.scenario === 'sparse')!;
+    assert.equal(sparse.latency?.total.evidence, 'derived');
+    assert.equal(e.scenarios[0].latency?.total.evidence, 'measured');
     assert.throws(
       () => profileWithBench(loadProfile('seneca'), bench, 'bench.json'),
       /--bench fills a conventional profile/,

@@ -374,3 +374,98 @@ describe('Hugging Face layouts', () => {
     },
   );
 });
+
+describe('refusals, as the safetensors library refuses (one-line FormatError with a hint)', () => {
+  /** A safetensors file from a raw header text and `data` bytes of data area. */
+  const st = (name: string, header: string, data: number): string => {
+    const h = Buffer.from(header, 'utf8');
+    const b = Buffer.alloc(8 + h.length + data);
+    b.writeBigUInt64LE(BigInt(h.length));
+    h.copy(b, 8);
+    const p = join(tmpDir(), name);
+    writeFileSync(p, b);
+    return p;
+  };
+  const f32 = (shape: number[], a: number, b: number) =>
+    `{"dtype":"F32","shape":${JSON.stringify(shape)},"data_offsets":[${a},${b}]}`;
+  const refused = (p: string, re: RegExp) =>
+    assert.throws(
+      () => openSafetensors(p),
+      (e: unknown) =>
+        e instanceof FormatError &&
+        e.message.startsWith(p) &&
+        re.test(e.message) &&
+        !e.message.includes('\n') &&
+        !!e.hint,
+    );
+
+  test('the accepted form: packed from 0, covering the data area exactly', () => {
+    const p = st('ok.safetensors', `{"a":${f32([2], 0, 8)},"b":${f32([1], 8, 12)}}`, 12);
+    openSafetensors(p).close();
+  });
+
+  test('overlapping byte ranges', () => {
+    refused(
+      st('overlap.safetensors', `{"a":${f32([2], 0, 8)},"b":${f32([2], 4, 12)}}`, 12),
+      /'b' data_offsets \[4, 12\] overlap tensor 'a'/,
+    );
+  });
+
+  test('a gap between tensors, or before the first', () => {
+    refused(
+      st('gap.safetensors', `{"a":${f32([1], 0, 4)},"b":${f32([1], 8, 12)}}`, 12),
+      /gap of 4 bytes after byte 4/,
+    );
+    refused(st('gap0.safetensors', `{"a":${f32([1], 4, 8)}}`, 8), /gap of 4 bytes after byte 0/);
+  });
+
+  test('bytes after the last tensor (the data area is not covered exactly)', () => {
+    refused(st('trail.safetensors', `{"a":${f32([1], 0, 4)}}`, 12), /cover 4 bytes .* has 12/);
+    refused(st('none.safetensors', '{"__metadata__":{"format":"pt"}}', 4), /cover 0 bytes/);
+  });
+
+  test('offsets out of range', () => {
+    assert.throws(
+      () => openSafetensors(st('oor.safetensors', `{"a":${f32([4], 0, 16)}}`, 8)),
+      (e: unknown) => e instanceof FormatError && /outside the data area/.test(e.message),
+    );
+  });
+
+  test('duplicate tensor names, and duplicate keys inside an entry', () => {
+    refused(
+      st('dup.safetensors', `{"a":${f32([1], 0, 4)},"a":${f32([1], 4, 8)}}`, 8),
+      /key 'a' twice/,
+    );
+    refused(
+      st(
+        'dupkey.safetensors',
+        '{"a":{"dtype":"F16","dtype":"F32","shape":[1],"data_offsets":[0,4]}}',
+        4,
+      ),
+      /key 'dtype' twice/,
+    );
+    // an escaped spelling of the same key is the same key
+    refused(
+      st('dupesc.safetensors', `{"a":${f32([1], 0, 4)},"\\u0061":${f32([1], 4, 8)}}`, 8),
+      /key 'a' twice/,
+    );
+  });
+
+  test('a header that does not start with {', () => {
+    refused(st('space.safetensors', ` {"a":${f32([1], 0, 4)}}`, 4), /does not start with '\{'/);
+    refused(st('array.safetensors', '[1, 2]', 0), /does not start with '\{'/);
+  });
+
+  test('broken JSON and bad __metadata__ give one line', () => {
+    const p = st('broken.safetensors', '{"a":\n\n  {"dtype": oops\n}}', 0);
+    assert.throws(
+      () => openSafetensors(p),
+      (e: unknown) =>
+        e instanceof FormatError && /not valid JSON/.test(e.message) && !e.message.includes('\n'),
+    );
+    assert.throws(
+      () => openSafetensors(st('meta.safetensors', '{"__metadata__":{"n":1}}', 0)),
+      (e: unknown) => e instanceof FormatError && /__metadata__/.test(e.message),
+    );
+  });
+});

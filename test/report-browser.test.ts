@@ -13,6 +13,7 @@ import type { Readable, Writable } from 'node:stream';
 import { test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { reportCommand } from '../src/cli/commands/report.ts';
+import { invoke } from '../src/cli/dispatch.ts';
 import { makeReportRuns, quietIo } from './helpers/report-runs.ts';
 import { tmpDir } from './helpers/shared.ts';
 
@@ -122,7 +123,7 @@ test(
     const root = tmpDir('actsparse-report-browser-');
     const runs = await makeReportRuns(root);
     const page = join(root, 'report.html');
-    await reportCommand.run([runs.full, runs.second, '--out', page], quietIo);
+    await invoke(reportCommand, [runs.full, runs.second, '--out', page], quietIo);
     const expectedFigures = [...readFileSync(page, 'utf8').matchAll(/<figure class="plot"/g)]
       .length;
     assert.equal(expectedFigures, 12);

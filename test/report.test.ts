@@ -9,8 +9,9 @@ import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } fro
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { reportCommand } from '../src/cli/commands/report.ts';
+import { invoke } from '../src/cli/dispatch.ts';
 import { UserError } from '../src/errors.ts';
-import { HwFile } from '../src/report/load.ts';
+import { HwFile } from '../src/formats/hw.ts';
 import { ACC, HOSTILE, makeReportRuns, quietIo } from './helpers/report-runs.ts';
 import { tmpDir } from './helpers/shared.ts';
 
@@ -19,7 +20,7 @@ const runs = await makeReportRuns(root);
 
 async function report(args: string[]): Promise<string> {
   let err = '';
-  await reportCommand.run(args, {
+  await invoke(reportCommand, args, {
     ...quietIo,
     err: (s) => {
       err += s;
@@ -97,7 +98,7 @@ describe('report of one run folder with every file', async () => {
     assert.equal(marks(by['sparsity-by-site'], 'bar'), 2 * sites);
     assert.equal(marks(by['sparsity-by-block'], 'bar'), 2 * plan.model.nLayer);
     // Each block's bar is the MAC-weighted mean of its sites (rows × cols of the layer fed).
-    const macs = new Map(plan.model.siteShapes.map((x) => [x.id, x.rows * x.cols]));
+    const macs = new Map((plan.model.siteShapes ?? []).map((x) => [x.id, x.rows * x.cols]));
     for (let b = 0; b < plan.model.nLayer; b++) {
       const rows = plan.sites.filter((x) => x.block === b);
       const den = rows.reduce((a, x) => a + macs.get(x.site)!, 0);
@@ -252,8 +253,8 @@ describe('bad input', () => {
     const empty = join(root, 'empty');
     mkdirSync(empty);
     await rejects([empty, '--out', out], /holds none of the files a report reads/);
-    await rejects(['--out', out], /at least one run directory/);
-    await rejects([runs.full], /--out FILE\.html is required/);
+    await rejects(['--out', out], /missing RUN_DIR/);
+    await rejects([runs.full], /--out FILE\.html\|- is required/);
   });
 
   test('broken files are named with what is wrong', async () => {

@@ -112,4 +112,51 @@ describe('scorer', () => {
     assert.equal(miss.greedy, false);
     assert.ok(miss.logLikelihood < hit.logLikelihood);
   });
+
+  /** The window the scorer keeps: the last maxLength + 1 tokens and the continuation's. */
+  const kept = (e: { context: number[]; continuation: number[] }, maxLength: number) => {
+    const all = [...e.context, ...e.continuation];
+    return { window: all.slice(-(maxLength + 1)), continuation: e.continuation };
+  };
+  /** Hostile contexts: long, with runs of spaces, digits, accents, emoji, no spaces at all. */
+  const hostile = (n: number) => {
+    const words = ['the', 'Zoë', '  ', '1234', 'naïve', '—', '🙂', 'x\ny', "it's", ' ', 'Ω'];
+    let s = '';
+    for (let i = 0; s.length < n; i++) s += words[(i * 7919) % words.length] + (i % 5 ? ' ' : '');
+    return s;
+  };
+
+  for (const [name, file] of [
+    ['bytes', null],
+    ['neox', 'tokenizers/20B_tokenizer.json'],
+    ['gpt2-fairseq', 'tokenizers/encoder.json'],
+  ] as const) {
+    test(
+      `${name}: an over-long context is cut before tokenizing, the kept tokens unchanged`,
+      file ? needsShared(file) : {},
+      () => {
+        const tok = file ? loadTokenizer(shared(file)) : bytes;
+        const maxLength = 64;
+        // [context, continuation, whether a safe cut exists far enough from the end]
+        for (const [context, continuation, cuts] of [
+          [hostile(40_000), ' answer', true],
+          [`${'a'.repeat(30_000)} then words and more words`, ' end', name === 'bytes'],
+          [hostile(9000).replaceAll(' ', ''), ' x', name === 'bytes'],
+        ] as const) {
+          const full = encodeRequest({ context, continuation }, tok);
+          const cut = encodeRequest({ context, continuation }, tok, maxLength);
+          assert.equal(cut.context.length < full.context.length, cuts);
+          assert.deepEqual(kept(cut, maxLength), kept(full, maxLength));
+        }
+      },
+    );
+  }
+
+  test('a hostile choice or an uncuttable tokenizer is refused in one line', () => {
+    const long = 'y'.repeat(64 * 65 + 1);
+    assert.throws(
+      () => encodeRequest({ context: 'a', continuation: long }, bytes, 64),
+      /a choice of 4,161 characters/,
+    );
+  });
 });

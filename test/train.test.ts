@@ -9,6 +9,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { trainCommand } from '../src/cli/commands/train.ts';
+import { invoke } from '../src/cli/dispatch.ts';
 import { UserError } from '../src/errors.ts';
 import { memoryCheckpoint } from '../src/io/memory.ts';
 import { openSafetensors } from '../src/io/safetensors.ts';
@@ -419,7 +420,7 @@ describe('training runs', () => {
 
   test('the loss falls on repetitive text, and the model loads with Rwkv4.load', async () => {
     const out = join(dir, 'falls');
-    const r = train(cfg, out);
+    const r = await train(cfg, out);
     const log = readFileSync(join(out, 'loss.csv'), 'utf8').trim().split('\n');
     assert.equal(log.length, 41);
     const first = Number(log[1].split(',')[2]);
@@ -436,10 +437,10 @@ describe('training runs', () => {
     assertClose(mine.logits(toks, 1, toks.length - 1), want, { atol: 1e-4 });
   });
 
-  test('K steps + resume + N−K steps equals N steps, bit for bit', () => {
-    const straight = train({ ...cfg, steps: 8, saveEvery: 4 }, join(dir, 'straight'));
+  test('K steps + resume + N−K steps equals N steps, bit for bit', async () => {
+    const straight = await train({ ...cfg, steps: 8, saveEvery: 4 }, join(dir, 'straight'));
     const out = join(dir, 'resumed');
-    const part = train({ ...cfg, steps: 8, saveEvery: 4 }, out, { stopAfter: 3 });
+    const part = await train({ ...cfg, steps: 8, saveEvery: 4 }, out, { stopAfter: 3 });
     assert.equal(part.step, 3);
     assert.equal(part.model, null);
     // A save interrupted before its commit point leaves a stale *.next: dropped on resume.
@@ -447,7 +448,7 @@ describe('training runs', () => {
       join(out, 'checkpoint.safetensors.next'),
       readFileSync(join(dir, 'straight', 'checkpoint.safetensors')),
     );
-    const rest = train({ ...cfg, steps: 8, saveEvery: 4 }, out, { resume: true });
+    const rest = await train({ ...cfg, steps: 8, saveEvery: 4 }, out, { resume: true });
     assert.equal(rest.stepsNow, 5);
     assert.ok(!existsSync(join(out, 'checkpoint.safetensors.next')));
     for (const [i, t] of straight.params.tensors.entries())
@@ -461,33 +462,36 @@ describe('training runs', () => {
     assert.deepEqual(losses(out), losses(join(dir, 'straight')));
   });
 
-  test('resume equality with two threads too', () => {
+  test('resume equality with two threads too', async () => {
     const c2 = { ...cfg, steps: 4, saveEvery: 2, threads: 2 };
-    const straight = train(c2, join(dir, 'straight2'));
+    const straight = await train(c2, join(dir, 'straight2'));
     const out = join(dir, 'resumed2');
-    train(c2, out, { stopAfter: 2 });
-    const rest = train(c2, out, { resume: true });
+    await train(c2, out, { stopAfter: 2 });
+    const rest = await train(c2, out, { resume: true });
     for (const [i, t] of straight.params.tensors.entries())
       assert.deepEqual(rest.params.tensors[i], t, straight.params.specs[i].name);
     assert.match(rest.matmul, /2 threads/);
   });
 
-  test('run directory errors', () => {
+  test('run directory errors', async () => {
     const out = join(dir, 'errors');
-    train({ ...cfg, steps: 2 }, out);
-    assert.throws(() => train({ ...cfg, steps: 2 }, out), /already holds a training run/);
-    assert.throws(
+    await train({ ...cfg, steps: 2 }, out);
+    await assert.rejects(() => train({ ...cfg, steps: 2 }, out), /already holds a training run/);
+    await assert.rejects(
       () => train({ ...cfg, steps: 2, lr: 0.5 }, out, { resume: true }),
       (e: unknown) => e instanceof UserError && /lr 0\.01.*lr 0\.5/.test(e.message),
     );
     writeFileSync(join(out, 'train-state.json'), '{"formatVersion": 1}');
-    assert.throws(
+    await assert.rejects(
       () => train({ ...cfg, steps: 2 }, out, { resume: true }),
       /not a train-state file/,
     );
     const short = join(dir, 'short.txt');
     writeFileSync(short, 'too short');
-    assert.throws(() => train({ ...cfg, data: short }, join(dir, 'e2')), /fewer than one window/);
+    await assert.rejects(
+      () => train({ ...cfg, data: short }, join(dir, 'e2')),
+      /fewer than one window/,
+    );
   });
 
   test('CLI: summary, and refusals', async () => {
@@ -503,7 +507,8 @@ describe('training runs', () => {
       tty: false,
     };
     const out = join(dir, 'cli');
-    await trainCommand.run(
+    await invoke(
+      trainCommand,
       [
         '--out',
         out,
@@ -534,18 +539,18 @@ describe('training runs', () => {
     ck.close();
     // --resume alone takes the run's own configuration (here: nothing left to do).
     stdout = '';
-    await trainCommand.run(['--out', out, '--resume'], io);
+    await invoke(trainCommand, ['--out', out, '--resume'], io);
     assert.match(stdout, /steps 3\/3 \(0 now\)/);
     await assert.rejects(
-      async () => trainCommand.run(['--out', out, '--resume', '--ctx', '8'], io),
+      async () => invoke(trainCommand, ['--out', out, '--resume', '--ctx', '8'], io),
       /started with ctx 16.*now ctx 8/,
     );
     await assert.rejects(
-      async () => trainCommand.run(['--data', text], io),
+      async () => invoke(trainCommand, ['--data', text], io),
       /--out DIR is required/,
     );
     await assert.rejects(
-      async () => trainCommand.run(['--out', out, '--dtype', 'f8'], io),
+      async () => invoke(trainCommand, ['--out', out, '--dtype', 'f8'], io),
       /--dtype f8: expected one of/,
     );
   });

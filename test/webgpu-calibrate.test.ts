@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { evaluate } from '../src/eval/evaluate.ts';
+import { combineUnits, evaluateUnit } from '../src/eval/evaluate.ts';
 import { getTask, resolveTaskPath } from '../src/eval/tasks/registry.ts';
 import { memoryCheckpoint } from '../src/io/memory.ts';
 import { openCheckpoint } from '../src/io/open.ts';
@@ -80,12 +80,16 @@ describe(`webgpu against ${cpu.name}`, { skip: gpu.skip }, () => {
     async () => {
       const tasks = TASKS.map((name) => {
         const task = getTask(name);
-        return { name, items: task.load(resolveTaskPath(task, shared('tasks'))).slice(0, 100) };
+        const items = task.load(resolveTaskPath(task, shared('tasks'))).slice(0, 100);
+        return { kind: 'task' as const, name, items };
       });
       const bytes = loadTokenizer('bytes');
-      const run = (b: Backend) => {
+      const run = async (b: Backend) => {
         const ck = memoryCheckpoint(randomRwkv4({ nLayer: 2, nEmbd: 64, nVocab: 256, seed: 11 }));
-        return evaluate(loadModel(ck, b), bytes, tasks, []);
+        const model = loadModel(ck, b);
+        const units = [];
+        for (const t of tasks) units.push(await evaluateUnit(model, bytes, t));
+        return combineUnits(model, units);
       };
       const got = await run(gpu.backend!);
       const want = await run(cpu);

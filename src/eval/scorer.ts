@@ -12,6 +12,7 @@
  * are summed on the backend (the fused loss op); logits are never read back, and never
  * computed for context rows. `scoreNaive` runs every request whole, for testing.
  */
+import { UserError } from '../errors.ts';
 import type { Tokenizer } from '../io/tokenizer.ts';
 import {
   type Batch,
@@ -23,6 +24,7 @@ import {
 } from '../models/model.ts';
 import type { Buf } from '../tensor/backend.ts';
 import { beatsTarget, nll } from '../tensor/reference.ts';
+import { stopPoint } from '../util/cancel.ts';
 import type { Request, Scored } from './tasks/task.ts';
 
 export interface Encoded {
@@ -31,15 +33,80 @@ export interface Encoded {
   continuation: number[];
 }
 
-/** The lm-eval split: whole = enc(context + continuation); continuation = whole[len(enc(context)):]. */
-export function encodeRequest(req: Request, tokenizer: Tokenizer): Encoded {
+/**
+ * The lm-eval split: whole = enc(context + continuation); continuation = whole[len(enc(context)):].
+ * With `maxLength`, an over-long context is first cut on the left (cutContext), which
+ * changes none of the tokens the scorer keeps.
+ */
+export function encodeRequest(req: Request, tokenizer: Tokenizer, maxLength?: number): Encoded {
   // Trailing whitespace of the context belongs to the continuation.
   const m = /\s+$/.exec(req.context);
-  const context = m ? req.context.slice(0, m.index) : req.context;
+  let context = m ? req.context.slice(0, m.index) : req.context;
   const continuation = m ? m[0] + req.continuation : req.continuation;
+  if (maxLength !== undefined) context = cutContext(context, continuation, tokenizer, maxLength);
   const n = tokenizer.encode(context).length;
   const whole = tokenizer.encode(context + continuation);
   return { context: [tokenizer.prefixId, ...whole.slice(0, n)], continuation: whole.slice(n) };
+}
+
+/** Characters per kept token below which a request is tokenized whole (cheap anyway). */
+const CHARS_PER_TOKEN = 64;
+
+/**
+ * The tail of an over-long context that gives the same last tokens as the whole: the
+ * scorer keeps only the last maxLength + 1 tokens of a request, but tokenizing a 10 MB
+ * context costs seconds and gigabytes. Only tokenizers whose tokens never cross the cut
+ * are cut, at a place where that is certain:
+ * - bytes: one token per byte, so any character boundary;
+ * - neox and gpt2-fairseq: GPT-2's pre-tokenizer regex (NFC first, for neox) splits the
+ *   text into words, and BPE merges only inside a word; the regex has no look-behind, so
+ *   at a space after a non-space and before a letter or digit a new word starts in the
+ *   whole text and in the tail alike, and every token after it is the same.
+ * The tail is taken long enough to hold at least maxLength + 1 tokens after the cut, so
+ * the scorer's window lies inside it. World tokens are found by a fast longest match
+ * (10 MB in about 0.5 s): not cut. Any other tokenizer's over-long request is refused.
+ */
+export function cutContext(
+  context: string,
+  continuation: string,
+  tokenizer: Tokenizer,
+  maxLength: number,
+): string {
+  const need = maxLength + 1;
+  const limit = CHARS_PER_TOKEN * need;
+  if (context.length + continuation.length <= limit) return context;
+  if (continuation.length > limit) {
+    throw new UserError(
+      `a choice of ${continuation.length.toLocaleString('en-US')} characters: more than ${limit.toLocaleString('en-US')} (${CHARS_PER_TOKEN} per token of the model's ${maxLength}-token window)`,
+      'The task file looks broken (a choice is scored whole); check that row.',
+    );
+  }
+  if (tokenizer.kind === 'world') return context;
+  if (tokenizer.kind === 'hf') {
+    throw new UserError(
+      `a request of ${context.length.toLocaleString('en-US')} characters: more than ${limit.toLocaleString('en-US')}, and this tokenizer (${tokenizer.source}) cannot be cut safely`,
+      'The task file looks broken; check that row, or shorten it.',
+    );
+  }
+  const bytes = tokenizer.kind === 'bytes';
+  for (let keep = limit; keep < context.length; keep *= 4) {
+    let p = context.length - keep;
+    if (bytes) {
+      // Not inside a surrogate pair.
+      if (/[\uDC00-\uDFFF]/.test(context[p])) p++;
+    } else {
+      while (p < context.length && !safeCut(context, p)) p++;
+      if (p >= context.length) break;
+    }
+    const tail = context.slice(p);
+    if (tokenizer.encode(tail).length >= need) return tail;
+  }
+  return context;
+}
+
+/** A word of GPT-2's pre-tokenizer starts at p: " " after a non-space, before a letter or digit. */
+function safeCut(s: string, p: number): boolean {
+  return p > 0 && s[p] === ' ' && !/\s/.test(s[p - 1]) && /[\p{L}\p{N}]/u.test(s[p + 1] ?? '');
 }
 
 /**
@@ -88,6 +155,8 @@ export interface ScoreOptions {
   /** Sees every site's input (e.g. zero counts for the sparsity report). */
   hook?: SiteHook;
   onProgress?: (done: number, total: number) => void;
+  /** Checked before every batch: aborted, scoring stops with `Stopped` (util/cancel.ts). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -102,7 +171,7 @@ export async function scoreRequests(
 ): Promise<Scored[]> {
   const maxLength = evalMaxLength(model);
   const budget = Math.max(opts.batchRows ?? 4096, maxLength + 1);
-  const plans = requests.map((r) => plan(encodeRequest(r, tokenizer), maxLength));
+  const plans = requests.map((r) => plan(encodeRequest(r, tokenizer, maxLength), maxLength));
   // Groups by shared tokens, in order of first appearance, each cut into pieces whose
   // choices fit a batch.
   const byKey = new Map<string, number[]>();
@@ -131,6 +200,7 @@ export async function scoreRequests(
   let done = 0;
   let gi = 0;
   while (gi < groups.length) {
+    await stopPoint(opts.signal);
     // A batch of groups: shared rows and choice rows each within the budget.
     const batchGroups: number[][] = [];
     let sharedRows = 0;
@@ -236,7 +306,7 @@ export async function scoreNaive(
   const maxLength = evalMaxLength(model);
   const out: Scored[] = [];
   for (const r of requests) {
-    const { context, continuation } = encodeRequest(r, tokenizer);
+    const { context, continuation } = encodeRequest(r, tokenizer, maxLength);
     const all = [...context, ...continuation];
     const input = all.slice(Math.max(0, all.length - 1 - maxLength), -1);
     const scored = continuation.slice(Math.max(0, continuation.length - input.length));

@@ -3,10 +3,11 @@
  * latency for the model `actsparse bench` timed, beside the decode speed it measured.
  */
 import { UserError } from '../errors.ts';
+import type { BenchResult } from '../formats/bench.ts';
 import { estimate } from './estimate.ts';
 import type { CostInput } from './inputs.ts';
 import { type ModelShape, shapeFromFacts } from './ops.ts';
-import type { BenchJson, Evidence, Mapping, Profile } from './profile.ts';
+import type { Evidence, Mapping, Profile } from './profile.ts';
 
 export interface BenchCheck {
   /** The model the bench decoded. */
@@ -14,7 +15,13 @@ export interface BenchCheck {
   shape: string;
   /** Fraction of zeros the bench's thresholds gave, applied at every site. */
   zeros: number;
-  predicted: { dense: number; sparse: number; evidence: Evidence | null };
+  /** Evidence labels: the sparse prediction is at best derived (hardware/cost.ts sparseSpeedup). */
+  predicted: {
+    dense: number;
+    sparse: number;
+    evidence: Evidence | null;
+    sparseEvidence: Evidence | null;
+  };
   /** Seconds per token, from the measured tokens/s (median). */
   measured: { dense: number; sparse: number };
   /** Weight bytes per token: this model's count and the bench's. */
@@ -25,7 +32,7 @@ export interface BenchCheck {
 export function benchCheck(
   profile: Profile,
   mapping: Mapping,
-  bench: BenchJson,
+  bench: BenchResult,
 ): BenchCheck | null {
   const mb = bench.model;
   if (!mb) return null;
@@ -61,7 +68,12 @@ export function benchCheck(
     model: mb.source,
     shape: mb.shape,
     zeros: mb.measuredZeros,
-    predicted: { dense: dense.value, sparse: sparse.value, evidence: dense.evidence },
+    predicted: {
+      dense: dense.value,
+      sparse: sparse.value,
+      evidence: dense.evidence,
+      sparseEvidence: sparse.evidence,
+    },
     measured: { dense: 1 / mb.decodeDense.median, sparse: 1 / mb.decodeSparse.median },
     weightBytes: {
       model: ((nLayer * perBlock + nVocab * nEmbd) * e.resolved.weightBits) / 8,

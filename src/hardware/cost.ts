@@ -409,7 +409,13 @@ const SPEEDUP_AT = [0, 0.5, 0.7, 0.9] as const;
 export function sparseSpeedup(k: Reader, zeros: number): number {
   const names = SPEEDUP_AT.map((z) => `sparseSpeedup${Math.round(z * 100)}`);
   const known = names.filter((n) => k.has(n)).length;
-  if (known === 0) return 1 / (1 - zeros);
+  // A speedup for this layer's zeros is a prediction, never a measurement: the ideal
+  // is an assumption, and measured kernel points interpolated to a model are derived.
+  if (known === 0) {
+    k.evidence = weaker(k.evidence, 'assumed');
+    return 1 / (1 - zeros);
+  }
+  k.evidence = weaker(k.evidence, 'derived');
   if (known < names.length) {
     throw new UserError(
       `the sparse-kernel speedups ${names.join(', ')} must all be set or all be null`,

@@ -1,4 +1,5 @@
 /** The estimate as a readable report and as versioned JSON. */
+import { HW_KIND, type HwFile } from '../formats/hw.ts';
 import type { BenchCheck } from './check.ts';
 import { CATEGORIES, type Category } from './cost.ts';
 import type { Breakdown, Estimate, QuantityResult, Scenario } from './estimate.ts';
@@ -198,22 +199,25 @@ export function formatEstimate(e: Estimate, check: BenchCheck | null = null): st
     );
     out.push(
       ...table([
-        ['step mode', 'predicted', 'measured (bench)', 'measured/predicted time'],
+        ['step mode', 'predicted', 'evidence', 'measured (bench)', 'measured/predicted time'],
         [
           'dense',
           tps(check.predicted.dense),
+          check.predicted.evidence ?? '-',
           tps(check.measured.dense),
           `${(check.measured.dense / check.predicted.dense).toFixed(2)}×`,
         ],
         [
           'sparse',
           tps(check.predicted.sparse),
+          check.predicted.sparseEvidence ?? '-',
           tps(check.measured.sparse),
           `${(check.measured.sparse / check.predicted.sparse).toFixed(2)}×`,
         ],
         [
           'dense/sparse',
           `${(check.predicted.dense / check.predicted.sparse).toFixed(2)}×`,
+          check.predicted.sparseEvidence ?? '-',
           `${(check.measured.dense / check.measured.sparse).toFixed(2)}×`,
           '',
         ],
@@ -272,7 +276,7 @@ export function estimateJson(
   e: Estimate,
   check: BenchCheck | null,
   tool: { name: string; version: string },
-): unknown {
+): HwFile {
   const quantity = (q: QuantityResult | null, unit: string) =>
     q && {
       unit,
@@ -292,7 +296,7 @@ export function estimateJson(
   }
   return {
     formatVersion: 1,
-    kind: 'actsparse.hw',
+    kind: HW_KIND,
     tool,
     caveat:
       'an analytical estimate from per-operation constants (each figure labelled with its weakest evidence); not a simulation or a measurement',
@@ -313,7 +317,7 @@ export function estimateJson(
     },
     input: {
       source: e.input.source,
-      shape: e.input.shape,
+      shape: { ...e.input.shape },
       notes: e.notes,
       sparsity: Array.from(e.input.sparse),
       naturalSparsity: e.input.natural ? Array.from(e.input.natural) : null,
@@ -329,8 +333,8 @@ export function estimateJson(
       ...n,
       hint: `--set ${n.constant}=<${e.profile.constants[n.constant]?.unit ?? ''}>`,
     })),
-    notModelled: e.notModelled,
+    notModelled: e.notModelled.map((n) => ({ ...n })),
     benchCheck: check,
-    evidenceOrder: EVIDENCE,
+    evidenceOrder: [...EVIDENCE],
   };
 }

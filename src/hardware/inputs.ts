@@ -3,10 +3,14 @@
  * every site, from a calibration run (thresholds.json), an evaluation run
  * (results.json), or given explicitly for a what-if.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { z } from 'zod';
 import { UserError } from '../errors.ts';
+import type { ModelFacts } from '../formats/facts.ts';
+import { type EvalResults, parseEvalResults, type SiteSparsity } from '../formats/results.ts';
+import { readRunFile } from '../formats/run-file.ts';
+import { parseThresholds, type ThresholdsFile } from '../formats/thresholds.ts';
+import { readJsonFile } from '../util/files.ts';
 import { type ModelShape, shapeFromFacts } from './ops.ts';
 
 export interface CostInput {
@@ -20,55 +24,8 @@ export interface CostInput {
   notes: string[];
 }
 
-const int = z.number().int();
-const ModelFacts = z
-  .object({
-    architecture: z.string(),
-    nLayer: int.min(1).max(100_000),
-    nEmbd: int.min(1).max(1 << 24),
-    nVocab: int.min(1).max(1 << 28),
-    sitesPerBlock: z.array(z.string()).min(1),
-    siteShapes: z
-      .array(z.object({ id: z.string(), rows: int.min(1), cols: int.min(1) }))
-      .optional(),
-    config: z.record(z.string(), z.unknown()).optional(),
-  })
-  .loose();
-const SiteRow = z
-  .object({
-    block: int.min(0),
-    site: z.string(),
-    sparsity: z.number().min(0).max(1),
-    naturalSparsity: z.number().min(0).max(1),
-  })
-  .loose();
-const ThresholdsLike = z
-  .object({
-    formatVersion: z.literal(1),
-    kind: z.literal('actsparse.thresholds'),
-    model: ModelFacts,
-    sites: z.array(SiteRow),
-  })
-  .loose();
-const ResultsLike = z
-  .object({
-    formatVersion: z.literal(1),
-    kind: z.literal('actsparse.eval'),
-    model: ModelFacts.optional(),
-    sparsity: z.object({ perSite: z.array(SiteRow) }).loose(),
-  })
-  .loose();
-
-function fail(file: string, error: z.ZodError, what: string): never {
-  const i = error.issues[0];
-  throw new UserError(
-    `${file}: not ${what} the cost model can use: ${i.path.join('.') || '(top)'}: ${i.message}`,
-    'Give the thresholds.json of `actsparse calibrate` or the results.json of `actsparse eval`.',
-  );
-}
-
 /** The model's shape from the file's facts (site ids checked against sitesPerBlock). */
-function shapeOf(m: z.infer<typeof ModelFacts>, file: string, notes: string[]): ModelShape {
+function shapeOf(m: ModelFacts, file: string, notes: string[]): ModelShape {
   if (m.siteShapes && m.siteShapes.map((s) => s.id).join() !== m.sitesPerBlock.join()) {
     throw new UserError(`${file}: model.siteShapes does not list the sites of model.sitesPerBlock`);
   }
@@ -83,7 +40,7 @@ function shapeOf(m: z.infer<typeof ModelFacts>, file: string, notes: string[]): 
 
 /** Per-site rows → block-major arrays, every (block, site) exactly once. */
 function siteArrays(
-  rows: z.infer<typeof SiteRow>[],
+  rows: readonly SiteSparsity[],
   shape: ModelShape,
   file: string,
 ): { sparse: Float64Array; natural: Float64Array } {
@@ -114,20 +71,24 @@ function siteArrays(
 
 /** From a parsed thresholds.json (calibration). */
 export function inputFromThresholds(raw: unknown, file: string): CostInput {
-  const r = ThresholdsLike.safeParse(raw);
-  if (!r.success) fail(file, r.error, 'a thresholds file');
+  return fromThresholds(parseThresholds(raw, file), file);
+}
+
+function fromThresholds(t: ThresholdsFile, file: string): CostInput {
   const notes: string[] = [];
-  const shape = shapeOf(r.data.model, file, notes);
-  return { source: file, shape, ...siteArrays(r.data.sites, shape, file), notes };
+  const shape = shapeOf(t.model, file, notes);
+  return { source: file, shape, ...siteArrays(t.sites, shape, file), notes };
 }
 
 /** From a parsed results.json (evaluation); `shape` stands in for an older file without model facts. */
 export function inputFromResults(raw: unknown, file: string, shape?: ModelShape): CostInput {
-  const r = ResultsLike.safeParse(raw);
-  if (!r.success) fail(file, r.error, 'an eval results file');
+  return fromResults(parseEvalResults(raw, file), file, shape);
+}
+
+function fromResults(r: EvalResults, file: string, shape?: ModelShape): CostInput {
   const notes: string[] = [];
   let s: ModelShape;
-  if (r.data.model) s = shapeOf(r.data.model, file, notes);
+  if (r.model) s = shapeOf(r.model, file, notes);
   else if (shape) {
     s = shape;
     notes.push(`${file} has no model facts: shape from --shape`);
@@ -137,7 +98,7 @@ export function inputFromResults(raw: unknown, file: string, shape?: ModelShape)
       'Give the model shape with --shape LAYERSxEMBD --vocab N, or re-run actsparse eval.',
     );
   }
-  return { source: file, shape: s, ...siteArrays(r.data.sparsity.perSite, s, file), notes };
+  return { source: file, shape: s, ...siteArrays(r.sparsity.perSite, s, file), notes };
 }
 
 /** A run directory (thresholds.json, else results.json) or one of those files. */
@@ -154,29 +115,14 @@ export function readRun(path: string, shape?: ModelShape): CostInput {
     }
     file = found;
   }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(
-      `${file}: ${code ? `cannot read (${code})` : `not valid JSON (${(e as Error).message})`}`,
-    );
-  }
-  const kind = (raw as { kind?: unknown } | null)?.kind;
-  const facts = (raw as { model?: unknown }).model !== undefined;
-  if (shape && (kind !== 'actsparse.eval' || facts)) {
+  const r = readRunFile(file);
+  if (shape && (r.kind !== 'eval' || r.file.model)) {
     throw new UserError(
       `--shape: ${file} has its own model facts`,
       '--shape stands in only for an older results.json without them, or goes with --sparsity.',
     );
   }
-  if (kind === 'actsparse.thresholds') return inputFromThresholds(raw, file);
-  if (kind === 'actsparse.eval') return inputFromResults(raw, file, shape);
-  throw new UserError(
-    `${file}: kind ${JSON.stringify(kind)} is neither actsparse.thresholds nor actsparse.eval`,
-    'Give a thresholds.json (calibrate) or results.json (eval), or a what-if with --sparsity.',
-  );
+  return r.kind === 'thresholds' ? fromThresholds(r.file, file) : fromResults(r.file, file, shape);
 }
 
 // ------------------------------------------------------------------ what-ifs
@@ -231,16 +177,7 @@ export function parseSiteValues(spec: string, shape: ModelShape, what: string): 
       table[id.trim()] = v;
     }
   } else {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(readFileSync(trimmed, 'utf8'));
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new UserError(
-        `${what} ${trimmed}: ${code ? `cannot read (${code})` : `not valid JSON (${(e as Error).message})`}`,
-        'Give a fraction, SITE=VALUE,… or a JSON file {"att.key": 0.6, …}.',
-      );
-    }
+    const raw = readJsonFile(trimmed, `${what} ${trimmed}`);
     if (!raw || typeof raw !== 'object' || Array.isArray(raw)) {
       throw new UserError(`${what} ${trimmed}: expected an object {"site id": value, …}`);
     }

@@ -11,7 +11,8 @@
 import { existsSync } from 'node:fs';
 import { z } from 'zod';
 import { UserError } from '../errors.ts';
-import { readJsonFile } from '../util/json.ts';
+import type { BenchResult } from '../formats/bench.ts';
+import { readJsonFile } from '../util/files.ts';
 
 // ------------------------------------------------------------------ evidence
 
@@ -397,68 +398,12 @@ export function applySets(
 
 // ------------------------------------------------------------------ bench
 
-const Stat = z.object({ median: z.number().positive() }).loose();
-export const BenchJson = z
-  .object({
-    formatVersion: z.literal(1),
-    machine: z.object({ cpu: z.string(), cores: z.number() }).loose(),
-    bandwidth: z.array(z.object({ threads: z.number(), gbps: Stat }).loose()),
-    gemm: z.array(z.object({ backend: z.string(), threads: z.number(), gflops: Stat }).loose()),
-    gemv: z.array(
-      z.object({ backend: z.string(), threads: z.number(), shape: z.string(), gbps: Stat }).loose(),
-    ),
-    sparse: z.array(
-      z
-        .object({ backend: z.string(), threads: z.number(), zeros: z.number(), speedup: Stat })
-        .loose(),
-    ),
-    model: z
-      .object({
-        source: z.string(),
-        backend: z.string(),
-        shape: z.string(),
-        weightBytesPerToken: z.number(),
-        decodeDense: Stat,
-        decodeSparse: Stat,
-        targetZeros: z.number().nullable(),
-        measuredZeros: z.number().min(0).max(1),
-        /** The model's shape (bench files from before it was recorded have only `shape`). */
-        facts: z
-          .object({
-            architecture: z.string(),
-            nLayer: z.number().int(),
-            nEmbd: z.number().int(),
-            nVocab: z.number().int(),
-            siteShapes: z.array(
-              z.object({ id: z.string(), rows: z.number().int(), cols: z.number().int() }),
-            ),
-            config: z.record(z.string(), z.unknown()).optional(),
-          })
-          .optional(),
-      })
-      .loose()
-      .optional(),
-  })
-  .loose();
-export type BenchJson = z.infer<typeof BenchJson>;
-
-export function readBench(path: string): BenchJson {
-  const r = BenchJson.safeParse(readJsonFile(path, path));
-  if (!r.success) {
-    throw new UserError(
-      `${path}: not an actsparse bench result: ${issuesText(r.error)}`,
-      'Give the file written by `actsparse bench --json FILE`.',
-    );
-  }
-  return r.data;
-}
-
 /**
  * Fills a conventional profile from bench measurements: the dense GEMV rate, memory
  * bandwidth, GEMM peak and the zero-skipping speedups of the backend the bench timed
  * the model with (its first), at its largest thread count.
  */
-export function profileWithBench(profile: Profile, bench: BenchJson, file: string): Profile {
+export function profileWithBench(profile: Profile, bench: BenchResult, file: string): Profile {
   if (profile.costModel !== 'conventional') {
     throw new UserError(
       `--bench fills a conventional profile (cpu); ${profile.name} is ${profile.costModel}`,

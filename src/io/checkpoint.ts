@@ -1,6 +1,11 @@
 import type { Tensor } from '../tensor/tensor.ts';
 
-/** How a tensor is stored on disk. Quantized types are ggml's 32-value blocks. */
+/**
+ * How a tensor is stored on disk. Quantized types are ggml's: 32-value blocks (q4_0 …
+ * q8_1, iq4_nl, mxfp4) and 256-value super-blocks (the k-quants, the other iq/tq
+ * types). Types after q8_0 occur only in GGUF files; `read` dequantizes q2_k … q8_k but
+ * not the iq/tq/fp4 types (a UserError says so).
+ */
 export type StoredDType =
   | 'f32'
   | 'f16'
@@ -16,14 +21,36 @@ export type StoredDType =
   | 'q4_1'
   | 'q5_0'
   | 'q5_1'
-  | 'q8_0';
+  | 'q8_0'
+  | 'q8_1'
+  | 'q2_k'
+  | 'q3_k'
+  | 'q4_k'
+  | 'q5_k'
+  | 'q6_k'
+  | 'q8_k'
+  | 'iq2_xxs'
+  | 'iq2_xs'
+  | 'iq3_xxs'
+  | 'iq1_s'
+  | 'iq4_nl'
+  | 'iq3_s'
+  | 'iq2_s'
+  | 'iq4_xs'
+  | 'iq1_m'
+  | 'tq1_0'
+  | 'tq2_0'
+  | 'mxfp4'
+  | 'nvfp4'
+  | 'q1_0';
 
-export type CheckpointFormat = 'pth' | 'safetensors' | 'rwkvcpp';
+export type CheckpointFormat = 'pth' | 'safetensors' | 'rwkvcpp' | 'gguf';
 
 export interface TensorEntry {
   /**
    * Canonical name: BlinkDL `.pth` key names for RWKV (`blocks.0.att.key.weight`),
-   * Hugging Face names for OPT (`model.decoder.layers.0.fc1.weight`).
+   * Hugging Face names for OPT (`model.decoder.layers.0.fc1.weight`), the file's own
+   * names for other GGUF architectures (`blk.0.attn_q.weight`).
    */
   readonly name: string;
   /** The name as written in the file. */

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import type { Checkpoint } from './checkpoint.ts';
 import { FileSource } from './file.ts';
+import { isGguf, openGguf } from './gguf.ts';
 import { isPth, openPth } from './pth.ts';
 import { isRwkvCpp, openRwkvCpp } from './rwkvcpp.ts';
 import { openSafetensors } from './safetensors.ts';
@@ -47,10 +48,11 @@ export function openCheckpoint(path: string): Checkpoint {
     f.close();
   }
   if (isRwkvCpp(head)) return openRwkvCpp(path);
+  if (isGguf(head)) return openGguf(path);
   if (isPth(head)) return openPth(path);
   if (isSafetensors(head)) return openSafetensors(path);
   throw new UserError(
     `${path}: not a checkpoint format actsparse knows (first bytes ${head.subarray(0, 8).toString('hex')})`,
-    'Supported: PyTorch .pth / pytorch_model.bin (zip), Hugging Face safetensors, rwkv.cpp .bin.',
+    'Supported: PyTorch .pth / pytorch_model.bin (zip), Hugging Face safetensors, rwkv.cpp .bin, GGUF.',
   );
 }

@@ -7,6 +7,7 @@
  */
 import { FormatError } from '../errors.ts';
 import type { StoredDType } from './checkpoint.ts';
+import { printable } from './text.ts';
 
 /** A dict (or OrderedDict); keys are strings, numbers, bigints, booleans, null or tuples. */
 export class PyDict {
@@ -685,9 +686,4 @@ export function typeName(v: PickleValue): string {
   return 'tensor';
 }
 
-/** Keeps file-provided text short and printable in messages. */
-export function printable(s: string, max = 80): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: replacing control characters is the point
-  const clean = s.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
-  return clean.length > max ? `${clean.slice(0, max)}…` : clean;
-}
+export { printable };

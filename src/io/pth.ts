@@ -3,12 +3,14 @@
  * the tensors, `<root>/data/<key>` holds each storage's little-endian bytes. Opening
  * reads the zip directory and the pickle; tensor data is read by `read`.
  */
+import { dirname, join } from 'node:path';
 import { FormatError, UserError } from '../errors.ts';
 import { numel, type Tensor } from '../tensor/tensor.ts';
 import type { Checkpoint, StoredDType, TensorEntry } from './checkpoint.ts';
 import { decodeToFloat32 } from './dtype.ts';
 import { FileSource } from './file.ts';
 import { type PickleValue, PyDict, printable, TensorRef, typeName, unpickle } from './pickle.ts';
+import { configBeside } from './safetensors.ts';
 import { isZip, ZipArchive, type ZipEntry } from './zip.ts';
 
 /** Bytes per element of each storage dtype torch writes. */
@@ -97,12 +99,15 @@ function open(src: FileSource): Checkpoint {
   for (const s of storages.values()) {
     const e = zip.get(`${root}/data/${s.key}`);
     if (!e)
-      throw new FormatError(path, `storage "${s.key}" has no zip entry ${root}/data/${s.key}`);
+      throw new FormatError(
+        path,
+        `storage "${printable(s.key)}" has no zip entry ${printable(root)}/data/${printable(s.key)}`,
+      );
     const need = s.numel * (ELEMENT_BYTES[s.dtype] as number);
     if (e.uncompressedSize < need) {
       throw new FormatError(
         path,
-        `storage "${s.key}" declares ${s.numel} ${s.dtype} elements (${need} bytes) but its zip entry holds ${e.uncompressedSize} bytes`,
+        `storage "${printable(s.key)}" declares ${s.numel} ${s.dtype} elements (${need} bytes) but its zip entry holds ${e.uncompressedSize} bytes`,
       );
     }
     storageEntries.set(s.key, e);
@@ -141,6 +146,9 @@ function open(src: FileSource): Checkpoint {
   if (formatVersion !== undefined) meta.formatVersion = printable(formatVersion);
   if (key) meta.stateDictKey = key;
   if (skipped.length) meta.skipped = skipped.slice(0, 20);
+  // pytorch_model.bin comes with its Hugging Face config.json beside it (OPT needs it).
+  const config = configBeside(join(dirname(path), 'config.json'));
+  if (config !== undefined) meta.config = config;
   return new PthCheckpoint(src, zip, index, meta);
 }
 
@@ -215,11 +223,11 @@ class PthCheckpoint implements Checkpoint {
   }
 
   read(name: string): Tensor {
-    if (this.closed) throw new UserError(`${this.path}: read of "${name}" after close`);
+    if (this.closed) throw new UserError(`${this.path}: read of "${printable(name)}" after close`);
     const t = this.index.get(name);
     if (!t) {
       throw new UserError(
-        `${this.path}: no tensor named "${name}"`,
+        `${this.path}: no tensor named "${printable(name)}"`,
         'List the tensors with `actsparse info`.',
       );
     }
@@ -227,11 +235,11 @@ class PthCheckpoint implements Checkpoint {
     const { dtype } = ref.storage;
     const size = ELEMENT_BYTES[dtype] as number;
     const n = numel(ref.shape);
-    const what = `tensor "${name}"`;
+    const what = `tensor "${printable(name)}"`;
     if (n === 0) return { shape: [...ref.shape], data: new Float32Array(0) };
     if (n > MAX_READ_ELEMENTS) {
       throw new UserError(
-        `${this.path}: tensor "${name}" has ${n} elements, more than one read can hold (${MAX_READ_ELEMENTS})`,
+        `${this.path}: tensor "${printable(name)}" has ${n} elements, more than one read can hold (${MAX_READ_ELEMENTS})`,
       );
     }
     if (isContiguous(ref.shape, ref.stride)) {

@@ -25,6 +25,7 @@ import { decodeToFloat32, encodeFromFloat32 } from './dtype.ts';
 import { FileSource } from './file.ts';
 import { BLOCK_BYTES, dequantize, isQuantType, QK } from './quant.ts';
 import { checkHalfRange, type TensorToWrite, writeAll, writeAtomically } from './safetensors.ts';
+import { printable } from './text.ts';
 
 export const RWKVCPP_MAGIC = 0x67676d66;
 
@@ -94,7 +95,7 @@ export function openRwkvCpp(path: string): Checkpoint {
     const tensors = new Map<string, Entry>();
     for (const s of stored) {
       for (const e of canonical(path, s, version)) {
-        check(!tensors.has(e.name), path, `tensor '${e.name}' appears twice`);
+        check(!tensors.has(e.name), path, `tensor '${printable(e.name)}' appears twice`);
         tensors.set(e.name, e);
       }
     }
@@ -131,7 +132,7 @@ class RwkvCppCheckpoint implements Checkpoint {
 
   read(name: string): Tensor {
     const e = this.tensors.get(name);
-    if (!e) throw new UserError(`${this.path}: no tensor named '${name}'`);
+    if (!e) throw new UserError(`${this.path}: no tensor named '${printable(name)}'`);
     const raw = readStored(this.file, e.stored);
     return tensor(e.shape, undo(this.path, e, raw));
   }
@@ -223,7 +224,7 @@ function readIndex(file: FileSource, header: RwkvCppHeader): Stored[] {
     } catch {
       throw new FormatError(path, `${where}: key is not valid UTF-8`);
     }
-    const what = `tensor '${key}'`;
+    const what = `tensor '${printable(key)}'`;
     for (const d of ggmlShape)
       check(d >= 1 && d <= MAX_DIM, path, `${what}: dimension ${d} (expected ≥ 1)`);
     const count = numel(ggmlShape);
@@ -289,7 +290,7 @@ function canonical(path: string, s: Stored, v: RwkvVersion): Entry[] {
     check(
       cond,
       path,
-      `tensor '${s.key}' has shape [${sh.join(', ')}]; expected ${what} (RWKV ${v})`,
+      `tensor '${printable(s.key)}' has shape [${sh.join(', ')}]; expected ${what} (RWKV ${v})`,
     );
   const k = s.key;
   const is = (re: RegExp) => re.test(k);
@@ -365,7 +366,7 @@ const CHUNK = 1 << 24;
 function readStored(file: FileSource, s: Stored): Float32Array {
   const count = numel(s.shape);
   const out = new Float32Array(count);
-  const what = `tensor '${s.key}'`;
+  const what = `tensor '${printable(s.key)}'`;
   if (isQuantType(s.dtype)) {
     const bb = BLOCK_BYTES[s.dtype];
     const blocksPerChunk = Math.floor(CHUNK / bb);
@@ -391,7 +392,10 @@ function readStored(file: FileSource, s: Stored): Float32Array {
 function undo(path: string, e: Entry, x: Float32Array): Float32Array {
   const sh = e.stored.shape;
   const bad = (i: number, want: string) =>
-    new FormatError(path, `tensor '${e.stored.key}' value ${x[i]} at ${i} is not ${want}`);
+    new FormatError(
+      path,
+      `tensor '${printable(e.stored.key)}' value ${x[i]} at ${i} is not ${want}`,
+    );
   switch (e.undo.kind) {
     case 'none':
       return x;

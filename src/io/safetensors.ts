@@ -4,6 +4,17 @@
  * data area (offsets are relative to its start). A model is one file or shards named
  * by `model.safetensors.index.json` (`{weight_map: {name: shard file}}`), with an
  * optional `config.json` beside it.
+ *
+ * Validation follows the safetensors library (safetensors/src/tensor.rs,
+ * `SafeTensors::read_metadata` and `Metadata::validate`), which refuses what JSON.parse
+ * and a lenient reader would let through: the header must start with `{`; no key may
+ * appear twice in one object (JSON.parse keeps the last, the library's serde map would
+ * silently do the same for tensors, so we scan the keys); sorted by offsets, the tensors
+ * must be packed back to back from byte 0 of the data area (no gap, no overlap) and the
+ * last must end exactly where the file ends; each range must equal shape × dtype size.
+ *
+ * RWKV weights in Hugging Face, fla or web-rwkv layouts get canonical names and shapes
+ * (names.ts), the layout recognised from the tensor names.
  */
 import {
   closeSync,
@@ -21,7 +32,9 @@ import { numel, type Tensor, tensor } from '../tensor/tensor.ts';
 import type { Checkpoint, StoredDType, TensorEntry } from './checkpoint.ts';
 import { decodeToFloat32, encodeFromFloat32, floatToHalf } from './dtype.ts';
 import { FileSource } from './file.ts';
-import { blinkToHf, hfToBlink, isHfRwkvNames } from './names.ts';
+import { NONE, type Relayout, relayout } from './layout.ts';
+import { blinkToHf, canonicalParts, detectNameScheme } from './names.ts';
+import { errorText, printable } from './text.ts';
 
 /** The largest JSON header (and index / config file) we agree to parse. */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
@@ -43,6 +56,10 @@ interface Entry extends TensorEntry {
   readonly file: FileSource;
   /** Absolute byte offset in `file`. */
   readonly offset: number;
+  /** Shape and bytes as stored (PyTorch order) and how they become the canonical tensor. */
+  readonly storedShape: readonly number[];
+  readonly storedByteLength: number;
+  readonly relayout: Relayout;
 }
 
 // ---- reading ----
@@ -71,11 +88,24 @@ export function openSafetensors(path: string): Checkpoint {
       metadata ??= shard.metadata;
       for (const e of shard.entries) raw.push(e); // no spread: headers can list millions
     }
-    const rename = isHfRwkvNames(raw.map((e) => e.fileName)) ? hfToBlink : (n: string) => n;
+    const scheme = detectNameScheme(new Set(raw.map((e) => e.fileName)));
     for (const e of raw) {
-      const name = rename(e.fileName);
-      check(!tensors.has(name), e.file.path, `tensor '${e.fileName}' appears twice (as '${name}')`);
-      tensors.set(name, { ...e, name });
+      for (const part of canonicalParts(scheme, e.fileName, e.shape)) {
+        check(
+          !tensors.has(part.name),
+          e.file.path,
+          `tensor '${printable(e.fileName)}' appears twice (as '${printable(part.name)}')`,
+        );
+        const byteLength =
+          part.relayout.kind === 'slice' ? e.byteLength / part.relayout.count : e.byteLength;
+        tensors.set(part.name, {
+          ...e,
+          name: part.name,
+          shape: part.shape,
+          relayout: part.relayout,
+          byteLength,
+        });
+      }
     }
     if (weightMap && index) {
       const seen = new Map(raw.map((e) => [e.fileName, basename(e.file.path)]));
@@ -83,17 +113,17 @@ export function openSafetensors(path: string): Checkpoint {
         check(
           seen.get(name) === shard,
           index,
-          `weight_map says '${name}' is in ${shard}, but it is not there`,
+          `weight_map says '${printable(name)}' is in ${printable(shard)}, but it is not there`,
         );
       }
     }
     const meta: Record<string, unknown> = {
       files: files.map((f) => basename(f)),
-      names: rename === hfToBlink ? 'hf-rwkv' : 'as-is',
+      names: scheme,
     };
     if (metadata !== undefined) meta.metadata = metadata;
-    const configPath = join(dir, 'config.json');
-    if (existsSync(configPath)) meta.config = readJsonFile(configPath, 'config.json');
+    const config = configBeside(join(dir, 'config.json'));
+    if (config !== undefined) meta.config = config;
     return new SafetensorsCheckpoint(index ?? files[0], opened, tensors, meta);
   } catch (e) {
     for (const f of opened) f.close();
@@ -113,8 +143,8 @@ class SafetensorsCheckpoint implements Checkpoint {
 
   read(name: string): Tensor {
     const e = this.tensors.get(name);
-    if (!e) throw new UserError(`${this.path}: no tensor named '${name}'`);
-    return tensor(e.shape, readEntry(e));
+    if (!e) throw new UserError(`${this.path}: no tensor named '${printable(name)}'`);
+    return tensor(e.shape, relayout(e.relayout, e.storedShape, readEntry(e)));
   }
 
   close(): void {
@@ -158,7 +188,7 @@ function readIndexJson(index: string): { weightMap: Record<string, string>; meta
   );
   const weightMap: Record<string, string> = {};
   for (const [name, shard] of Object.entries(json.weight_map)) {
-    check(typeof shard === 'string', index, `weight_map['${name}'] is not a file name`);
+    check(typeof shard === 'string', index, `weight_map['${printable(name)}'] is not a file name`);
     // Shards must be plain file names beside the index: never a path out of the folder.
     check(
       shard.length > 0 &&
@@ -167,12 +197,20 @@ function readIndexJson(index: string): { weightMap: Record<string, string>; meta
         shard !== '..' &&
         !shard.includes('\\'),
       index,
-      `weight_map['${name}'] = '${shard}' is not a file name in the same folder`,
+      `weight_map['${printable(name)}'] = '${printable(shard)}' is not a file name in the same folder`,
     );
     weightMap[name] = shard;
   }
   check(Object.keys(weightMap).length > 0, index, 'the weight_map is empty');
   return { weightMap, metadata: json.metadata };
+}
+
+/**
+ * A Hugging Face config.json next to a checkpoint (of any format), or undefined: every
+ * reader attaches it as `meta.config`, so that models never read files themselves.
+ */
+export function configBeside(path: string): unknown {
+  return existsSync(path) ? readJsonFile(path, 'config.json') : undefined;
 }
 
 function readJsonFile(path: string, what: string): unknown {
@@ -190,11 +228,72 @@ function readJsonFile(path: string, what: string): unknown {
 }
 
 function parseJson(path: string, bytes: Uint8Array, what: string): unknown {
+  let text: string;
   try {
-    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
-  } catch (e) {
-    throw new FormatError(path, `${what} is not valid JSON (${(e as Error).message})`);
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new FormatError(path, `${what} is not valid UTF-8`);
   }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    // V8 quotes the raw text (newlines and all) in its message: keep one short line
+    throw new FormatError(path, `${what} is not valid JSON (${errorText(e)})`);
+  }
+  const dup = duplicateJsonKey(text);
+  if (dup !== null) {
+    throw new FormatError(
+      path,
+      `${what} has the key '${printable(dup)}' twice in one object`,
+      'A JSON reader keeps only one of them: the file is ambiguous; re-save it with the safetensors library.',
+    );
+  }
+  return json;
+}
+
+/**
+ * The first key that appears twice within one object of `text` (valid JSON), or null.
+ * JSON.parse silently keeps the last duplicate, so this scans the keys itself.
+ */
+export function duplicateJsonKey(text: string): string | null {
+  // One set of keys per open object; null marks an open array.
+  const stack: (Set<string> | null)[] = [];
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (ch === 0x22) {
+      // a string: find its end (skipping escapes)
+      let j = i + 1;
+      let escaped = false;
+      while (j < text.length && text.charCodeAt(j) !== 0x22) {
+        if (text.charCodeAt(j) === 0x5c) {
+          escaped = true;
+          j += 2;
+        } else j++;
+      }
+      const top = stack[stack.length - 1];
+      if (expectKey && top) {
+        const key = escaped ? (JSON.parse(text.slice(i, j + 1)) as string) : text.slice(i + 1, j);
+        if (top.has(key)) return key;
+        top.add(key);
+        expectKey = false;
+      }
+      i = j;
+    } else if (ch === 0x7b) {
+      stack.push(new Set());
+      expectKey = true;
+    } else if (ch === 0x5b) {
+      stack.push(null);
+      expectKey = false;
+    } else if (ch === 0x7d || ch === 0x5d) {
+      stack.pop();
+      expectKey = false;
+    } else if (ch === 0x2c) {
+      expectKey = stack[stack.length - 1] instanceof Set;
+    }
+  }
+  return null;
 }
 
 function isObject(x: unknown): x is Record<string, unknown> {
@@ -212,7 +311,14 @@ function readShardHeader(file: FileSource): { entries: Entry[]; metadata?: unkno
     `header length ${n} does not fit (file ${file.size} bytes, limit ${MAX_HEADER_BYTES})`,
   );
   const headerLen = Number(n);
-  const json = parseJson(path, file.read(8, headerLen, 'JSON header'), 'the JSON header');
+  const headerBytes = file.read(8, headerLen, 'JSON header');
+  check(
+    headerBytes[0] === 0x7b,
+    path,
+    `the JSON header does not start with '{' (byte 0x${headerBytes[0].toString(16)})`,
+    'Not a safetensors file, or a corrupted one; the safetensors library refuses it too.',
+  );
+  const json = parseJson(path, headerBytes, 'the JSON header');
   check(isObject(json), path, 'the JSON header is not an object');
   const dataStart = 8 + headerLen;
   const dataSize = file.size - dataStart;
@@ -220,22 +326,27 @@ function readShardHeader(file: FileSource): { entries: Entry[]; metadata?: unkno
   let metadata: unknown;
   for (const [name, v] of Object.entries(json)) {
     if (name === '__metadata__') {
+      check(
+        isObject(v) && Object.values(v).every((x) => typeof x === 'string'),
+        path,
+        '__metadata__ is not an object of strings',
+      );
       metadata = v;
       continue;
     }
-    const what = `tensor '${name}'`;
+    const what = `tensor '${printable(name)}'`;
     check(isObject(v), path, `${what}: header entry is not an object`);
     const t = typeof v.dtype === 'string' ? DTYPES[v.dtype] : undefined;
     check(
       t && Object.hasOwn(DTYPES, v.dtype as string),
       path,
-      `${what}: unsupported dtype ${JSON.stringify(v.dtype)} (expected one of ${Object.keys(DTYPES).join(', ')})`,
+      `${what}: unsupported dtype ${printable(JSON.stringify(v.dtype) ?? 'undefined', 40)} (expected one of ${Object.keys(DTYPES).join(', ')})`,
     );
     const shape = v.shape;
     check(
       Array.isArray(shape) && shape.every((d) => Number.isSafeInteger(d) && d >= 0),
       path,
-      `${what}: shape ${JSON.stringify(shape)} is not a list of non-negative integers`,
+      `${what}: shape ${printable(JSON.stringify(shape) ?? 'undefined', 60)} is not a list of non-negative integers`,
     );
     const offs = v.data_offsets;
     check(
@@ -243,7 +354,7 @@ function readShardHeader(file: FileSource): { entries: Entry[]; metadata?: unkno
         offs.length === 2 &&
         offs.every((o) => Number.isSafeInteger(o) && o >= 0),
       path,
-      `${what}: data_offsets ${JSON.stringify(offs)} is not [begin, end]`,
+      `${what}: data_offsets ${printable(JSON.stringify(offs) ?? 'undefined', 60)} is not [begin, end]`,
     );
     const [b, e] = offs as number[];
     check(
@@ -266,22 +377,65 @@ function readShardHeader(file: FileSource): { entries: Entry[]; metadata?: unkno
       byteLength: e - b,
       file,
       offset: dataStart + b,
+      storedShape: shape as number[],
+      storedByteLength: e - b,
+      relayout: NONE,
     });
   }
+  checkPacked(path, entries, dataStart, dataSize);
   return { entries, metadata };
+}
+
+/**
+ * The library's rule: sorted by offsets, tensors follow each other with no gap and no
+ * overlap from byte 0 of the data area, and the last one ends where the file ends.
+ */
+function checkPacked(path: string, entries: readonly Entry[], dataStart: number, dataSize: number) {
+  const hint =
+    'safetensors packs tensors back to back over the whole data area; re-save the file with the safetensors library.';
+  const sorted = [...entries].sort((a, b) => a.offset - b.offset || a.byteLength - b.byteLength);
+  let end = 0;
+  let prev: Entry | undefined;
+  for (const e of sorted) {
+    const begin = e.offset - dataStart;
+    const range = `[${begin}, ${begin + e.byteLength}]`;
+    if (begin < end && prev) {
+      throw new FormatError(
+        path,
+        `tensor '${printable(e.fileName)}' data_offsets ${range} overlap tensor '${printable(prev.fileName)}' (which ends at ${end})`,
+        hint,
+      );
+    }
+    if (begin > end) {
+      throw new FormatError(
+        path,
+        `tensor '${printable(e.fileName)}' data_offsets ${range} leave a gap of ${begin - end} bytes after byte ${end} of the data area`,
+        hint,
+      );
+    }
+    end = begin + e.byteLength;
+    prev = e;
+  }
+  if (end !== dataSize) {
+    throw new FormatError(
+      path,
+      `the tensors cover ${end} bytes of the data area but it has ${dataSize} (${dataSize - end} bytes unaccounted for)`,
+      hint,
+    );
+  }
 }
 
 const CHUNK = 1 << 24;
 
 /** Decodes one tensor to float32, reading in chunks (a tensor can exceed one Buffer). */
 function readEntry(e: Entry): Float32Array {
-  const count = numel(e.shape);
-  const size = e.byteLength / Math.max(count, 1);
+  const count = numel(e.storedShape);
+  const size = e.storedByteLength / Math.max(count, 1);
   const out = new Float32Array(count);
   const perChunk = CHUNK / 8;
   for (let i = 0; i < count; i += perChunk) {
     const k = Math.min(perChunk, count - i);
-    const buf = e.file.read(e.offset + i * size, k * size, `tensor '${e.fileName}'`);
+    const buf = e.file.read(e.offset + i * size, k * size, `tensor '${printable(e.fileName)}'`);
     out.set(decode(buf, e.dtype, k), i);
   }
   return out;

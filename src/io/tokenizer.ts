@@ -11,6 +11,8 @@
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { FormatError, UserError } from '../errors.ts';
+import { FileSource } from './file.ts';
+import { isGguf, readGgufHeader } from './gguf.ts';
 import { ByteTokenizer } from './tokenizers/bytes.ts';
 import { Gpt2FairseqTokenizer } from './tokenizers/fairseq.ts';
 import { HfTokenizer } from './tokenizers/hf.ts';
@@ -104,9 +106,9 @@ export function loadTokenizer(path: string): Tokenizer {
       );
     }
   }
-  const start = head(path, 64)
-    .replace(/^\xef\xbb\xbf/, '')
-    .trimStart();
+  const first = head(path, 64);
+  if (first.startsWith('GGUF')) return tokenizerFromGguf(path);
+  const start = first.replace(/^\xef\xbb\xbf/, '').trimStart();
   if (start.startsWith('{')) {
     if (basename(path) === 'encoder.json') {
       throw new UserError(`${path}: a GPT-2 encoder.json needs vocab.bpe and dict.txt beside it`);
@@ -130,6 +132,54 @@ function findTokenizerIn(dir: string): (() => Tokenizer)[] {
   }
   if (FAIRSEQ_FILES.every((f) => existsSync(join(dir, f)))) found.push(() => fairseqIn(dir)!);
   return found;
+}
+
+function isGgufFile(path: string): boolean {
+  try {
+    return statSync(path).isFile() && isGguf(Buffer.from(head(path, 4), 'latin1'));
+  } catch {
+    return false;
+  }
+}
+
+/** `tokenizer.ggml.model` of a GGUF file (undefined when absent or unreadable). */
+function ggufTokenizerModel(path: string): string | undefined {
+  let file: FileSource | undefined;
+  try {
+    file = new FileSource(path);
+    const model = readGgufHeader(file).kv.get('tokenizer.ggml.model')?.value;
+    return typeof model === 'string' ? model : undefined;
+  } catch (e) {
+    if (e instanceof UserError) return undefined; // the model's own reader reports it
+    throw e;
+  } finally {
+    file?.close();
+  }
+}
+
+/**
+ * The tokenizer embedded in a GGUF file. Only llama.cpp's RWKV World vocabulary
+ * (`tokenizer.ggml.model` "rwkv") is built; BPE / SentencePiece vocabularies are refused.
+ */
+export function tokenizerFromGguf(path: string): Tokenizer {
+  const file = new FileSource(path);
+  try {
+    const h = readGgufHeader(file);
+    const model = h.kv.get('tokenizer.ggml.model')?.value;
+    const tokens = h.kv.get('tokenizer.ggml.tokens');
+    const types = h.kv.get('tokenizer.ggml.token_type')?.value;
+    if (model !== 'rwkv' || !tokens || tokens.itemType !== 'string') {
+      throw new UserError(
+        `${path}: the GGUF file has ${typeof model === 'string' ? `a '${model.slice(0, 40)}' tokenizer` : 'no tokenizer'}, and actsparse builds only RWKV World ('rwkv') from GGUF`,
+        'Pass the tokenizer file with --tokenizer (tokenizer.json, rwkv_vocab_v20230424.txt).',
+      );
+    }
+    const typeArray =
+      types instanceof Int32Array || types instanceof Uint32Array ? types : undefined;
+    return WorldTokenizer.fromGguf(tokens.value as string[], typeArray, path);
+  } finally {
+    file.close();
+  }
 }
 
 /** Whether `tok` may drive a model with `modelVocab` embedding rows (rule in the header). */
@@ -167,6 +217,13 @@ export function tokenizerForModel(opts: {
     return tok;
   }
   if (vocabSize === 256) return new ByteTokenizer();
+  // A GGUF model may carry its tokenizer: the World one of RWKV files is built from it.
+  const embedded = isGgufFile(modelPath) ? ggufTokenizerModel(modelPath) : undefined;
+  if (embedded === 'rwkv') {
+    const tok = tokenizerFromGguf(modelPath);
+    checkTokenizerFits(tok, vocabSize, modelPath);
+    return tok;
+  }
   let dir = dirname(modelPath);
   try {
     if (statSync(modelPath).isDirectory()) dir = modelPath;

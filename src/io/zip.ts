@@ -8,6 +8,7 @@
 import { crc32, inflateRawSync } from 'node:zlib';
 import { FormatError } from '../errors.ts';
 import type { FileSource } from './file.ts';
+import { errorText, printable } from './text.ts';
 
 export interface ZipEntry {
   readonly name: string;
@@ -81,13 +82,14 @@ export class ZipArchive {
     for (let i = 0; i < end.count; i++) {
       const e = parseCentral(cd, at, file, i);
       at = e.next;
-      if (entries.has(e.name)) throw new FormatError(file, `zip: duplicate entry "${e.name}"`);
+      if (entries.has(e.name))
+        throw new FormatError(file, `zip: duplicate entry "${printable(e.name)}"`);
       // Local header + data must lie before the central directory.
       const dataOffset = localDataOffset(src, e.localHeaderOffset, e.nameBytes, e.name);
       if (dataOffset + e.compressedSize > end.cdOffset) {
         throw new FormatError(
           file,
-          `zip: entry "${e.name}" data (${e.compressedSize} bytes at ${dataOffset}) runs into the central directory at ${end.cdOffset}`,
+          `zip: entry "${printable(e.name)}" data (${e.compressedSize} bytes at ${dataOffset}) runs into the central directory at ${end.cdOffset}`,
         );
       }
       entries.set(e.name, {
@@ -122,7 +124,7 @@ export class ZipArchive {
     ) {
       throw new FormatError(
         file,
-        `${what}: needs bytes ${offset}..${offset + length} of zip entry "${entry.name}", which holds ${entry.uncompressedSize}`,
+        `${what}: needs bytes ${offset}..${offset + length} of zip entry "${printable(entry.name)}", which holds ${entry.uncompressedSize}`,
       );
     }
     if (entry.method === 0) return this.src.read(entry.dataOffset + offset, length, what);
@@ -138,7 +140,7 @@ export class ZipArchive {
     if (entry.uncompressedSize > maxBytes) {
       throw new FormatError(
         this.src.path,
-        `${what}: zip entry "${entry.name}" declares ${entry.uncompressedSize} bytes, more than the ${maxBytes} allowed`,
+        `${what}: zip entry "${printable(entry.name)}" declares ${entry.uncompressedSize} bytes, more than the ${maxBytes} allowed`,
       );
     }
     const data = this.readRange(entry, 0, entry.uncompressedSize, what);
@@ -146,7 +148,7 @@ export class ZipArchive {
     if (crc !== entry.crc32) {
       throw new FormatError(
         this.src.path,
-        `${what}: zip entry "${entry.name}" fails its CRC-32 check (0x${hex(crc)}, the directory says 0x${hex(entry.crc32)})`,
+        `${what}: zip entry "${printable(entry.name)}" fails its CRC-32 check (0x${hex(crc)}, the directory says 0x${hex(entry.crc32)})`,
       );
     }
     return data;
@@ -157,7 +159,7 @@ export class ZipArchive {
     if (entry.uncompressedSize > MAX_INFLATE_BYTES || entry.compressedSize > MAX_INFLATE_BYTES) {
       throw new FormatError(
         file,
-        `${what}: zip entry "${entry.name}" is deflated and ${entry.uncompressedSize} bytes; only entries up to ${MAX_INFLATE_BYTES} bytes may be compressed`,
+        `${what}: zip entry "${printable(entry.name)}" is deflated and ${entry.uncompressedSize} bytes; only entries up to ${MAX_INFLATE_BYTES} bytes may be compressed`,
         'Re-save the checkpoint with torch.save (it stores tensor data uncompressed).',
       );
     }
@@ -168,13 +170,13 @@ export class ZipArchive {
     } catch (e) {
       throw new FormatError(
         file,
-        `${what}: zip entry "${entry.name}" does not inflate (${(e as Error).message})`,
+        `${what}: zip entry "${printable(entry.name)}" does not inflate (${errorText(e)})`,
       );
     }
     if (out.length !== entry.uncompressedSize) {
       throw new FormatError(
         file,
-        `${what}: zip entry "${entry.name}" inflates to ${out.length} bytes, the directory says ${entry.uncompressedSize}`,
+        `${what}: zip entry "${printable(entry.name)}" inflates to ${out.length} bytes, the directory says ${entry.uncompressedSize}`,
       );
     }
     return out;
@@ -297,11 +299,11 @@ function parseCentral(cd: Buffer, at: number, file: string, index: number): Cent
   }
   const nameBytes = cd.subarray(at + CENTRAL_SIZE, at + CENTRAL_SIZE + nameLen);
   const name = nameBytes.toString('utf8');
-  if (flags & 1) throw new FormatError(file, `zip: entry "${name}" is encrypted`);
+  if (flags & 1) throw new FormatError(file, `zip: entry "${printable(name)}" is encrypted`);
   if (method !== 0 && method !== 8) {
     throw new FormatError(
       file,
-      `zip: entry "${name}" uses compression method ${method}; only stored (0) and deflate (8) are read`,
+      `zip: entry "${printable(name)}" uses compression method ${method}; only stored (0) and deflate (8) are read`,
     );
   }
   // ZIP64 extra field (id 1): the 0xFFFFFFFF fields, in this order.
@@ -311,12 +313,15 @@ function parseCentral(cd: Buffer, at: number, file: string, index: number): Cent
       1,
     );
     if (!z)
-      throw new FormatError(file, `zip: entry "${name}" needs a zip64 extra field and has none`);
+      throw new FormatError(
+        file,
+        `zip: entry "${printable(name)}" needs a zip64 extra field and has none`,
+      );
     let p = 0;
     const take = (what: string): number => {
       if (p + 8 > z.length)
-        throw new FormatError(file, `zip: entry "${name}" zip64 extra field is short`);
-      const v = u64(z, p, file, `entry "${name}" ${what}`);
+        throw new FormatError(file, `zip: entry "${printable(name)}" zip64 extra field is short`);
+      const v = u64(z, p, file, `entry "${printable(name)}" ${what}`);
       p += 8;
       return v;
     };
@@ -327,7 +332,7 @@ function parseCentral(cd: Buffer, at: number, file: string, index: number): Cent
   if (method === 0 && compressedSize !== uncompressedSize) {
     throw new FormatError(
       file,
-      `zip: stored entry "${name}" has compressed size ${compressedSize} != uncompressed ${uncompressedSize}`,
+      `zip: stored entry "${printable(name)}" has compressed size ${compressedSize} != uncompressed ${uncompressedSize}`,
     );
   }
   return {
@@ -361,20 +366,23 @@ function localDataOffset(src: FileSource, at: number, nameBytes: Buffer, name: s
   if (at + LOCAL_SIZE > src.size) {
     throw new FormatError(
       file,
-      `zip: entry "${name}" local header offset ${at} is past the end of the file`,
+      `zip: entry "${printable(name)}" local header offset ${at} is past the end of the file`,
     );
   }
-  const h = src.read(at, LOCAL_SIZE, `zip local header of "${name}"`);
+  const h = src.read(at, LOCAL_SIZE, `zip local header of "${printable(name)}"`);
   if (h.readUInt32LE(0) !== SIG_LOCAL) {
-    throw new FormatError(file, `zip: no local header for entry "${name}" at offset ${at}`);
+    throw new FormatError(
+      file,
+      `zip: no local header for entry "${printable(name)}" at offset ${at}`,
+    );
   }
   const nameLen = h.readUInt16LE(26);
   const extraLen = h.readUInt16LE(28);
-  const localName = src.read(at + LOCAL_SIZE, nameLen, `zip local header of "${name}"`);
+  const localName = src.read(at + LOCAL_SIZE, nameLen, `zip local header of "${printable(name)}"`);
   if (!localName.equals(nameBytes)) {
     throw new FormatError(
       file,
-      `zip: local header at ${at} names "${localName.toString('utf8')}", the directory says "${name}"`,
+      `zip: local header at ${at} names "${printable(localName.toString('utf8'))}", the directory says "${printable(name)}"`,
     );
   }
   return at + LOCAL_SIZE + nameLen + extraLen;

@@ -91,9 +91,14 @@ export interface LanguageModel<S extends ModelState = ModelState> {
    */
   readonly fingerprint: string;
 
-  /** x [rows, d] for the batch; `state` says where each sequence continues. */
+  /**
+   * x [rows, d] for the batch; `state` says where each sequence continues. An
+   * architecture may carry more per-token data from block to block after the residual
+   * stream (RWKV-7's v_first: [x | v_first], 2·rows·d values): callers copy the buffer
+   * whole (its length) and read the residual stream as its first rows·d values.
+   */
   embed(batch: Batch, state: S): Buf;
-  /** Runs block b on x [rows, d] in place, advancing that block's part of `state`. */
+  /** Runs block b on x (as embed returns it) in place, advancing that block's part of `state`. */
   block(b: number, x: Buf, batch: Batch, state: S, hook?: SiteHook): void;
   /** logits [rows, vocab] of the last block's output x [rows, d] (x is left as it is). */
   head(x: Buf, rows: number): Buf;

@@ -12,11 +12,8 @@
  * cache: every linear layer is one matrix product over all rows of the batch; attention
  * is one backend op over each sequence's cache.
  */
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import { FormatError, UserError } from '../errors.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
-import { readJsonFile } from '../io/tokenizers/utf8.ts';
 import type { Backend, Buf, Linear } from '../tensor/backend.ts';
 import {
   applySite,
@@ -95,20 +92,12 @@ export function optShape(ckpt: Checkpoint): OptShape {
   return { nLayer, nEmbd, nFfn, nVocab, nPositions: posRows - POSITION_OFFSET, nProj, prefix };
 }
 
-/**
- * The Hugging Face config.json of a checkpoint: the safetensors reader puts it in
- * `meta.config`; beside a pytorch_model.bin we read it ourselves.
- */
-function configJson(ckpt: Checkpoint): { json: Record<string, unknown>; file: string } | null {
-  const isObj = (v: unknown): v is Record<string, unknown> =>
-    typeof v === 'object' && v !== null && !Array.isArray(v);
-  if (isObj(ckpt.meta.config)) return { json: ckpt.meta.config, file: 'config.json' };
-  if (ckpt.format !== 'pth') return null;
-  const file = join(dirname(ckpt.path), 'config.json');
-  if (!existsSync(file)) return null;
-  const json = readJsonFile(file, 'config.json');
-  if (!isObj(json)) throw new FormatError(file, 'config.json is not a JSON object');
-  return { json, file };
+/** The Hugging Face config.json of a checkpoint, as every reader attaches it (`meta.config`). */
+function configJson(ckpt: Checkpoint): Record<string, unknown> | null {
+  const c = ckpt.meta.config;
+  return typeof c === 'object' && c !== null && !Array.isArray(c)
+    ? (c as Record<string, unknown>)
+    : null;
 }
 
 /**
@@ -117,14 +106,14 @@ function configJson(ckpt: Checkpoint): { json: Record<string, unknown>; file: st
  */
 export function optConfig(ckpt: Checkpoint): OptConfig {
   const shape = optShape(ckpt);
-  const cfg = configJson(ckpt);
-  if (!cfg) {
+  const json = configJson(ckpt);
+  if (!json) {
     throw new UserError(
       `${ckpt.path}: an OPT checkpoint needs its config.json (num_attention_heads cannot be inferred from tensor shapes)`,
       'Put the model’s Hugging Face config.json in the same directory as the checkpoint.',
     );
   }
-  const { json, file } = cfg;
+  const file = 'config.json';
   const refuse = (field: string, why: string): never => {
     throw new UserError(
       `${file}: ${field} = ${JSON.stringify(json[field])} ${why}`,

@@ -9,10 +9,27 @@ import { UserError } from '../errors.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import { memoryCheckpoint, zeroCheckpoint } from '../io/memory.ts';
 import type { Backend } from '../tensor/backend.ts';
+import { wkv4 } from '../tensor/families/wkv4.ts';
+import { wkv5 } from '../tensor/families/wkv5.ts';
+import { wkv6 } from '../tensor/families/wkv6.ts';
+import { wkv7 } from '../tensor/families/wkv7.ts';
 import type { LanguageModel } from './model.ts';
 import { Opt } from './opt.ts';
-import { optSpecs, randomOpt, randomRwkv4, rwkv4Specs } from './random.ts';
+import {
+  materialize,
+  optSpecs,
+  randomOpt,
+  randomRwkv4,
+  randomRwkv7,
+  rwkv4Specs,
+  rwkv5Specs,
+  rwkv6Specs,
+  rwkv7Specs,
+} from './random.ts';
 import { Rwkv4 } from './rwkv4.ts';
+import { Rwkv5 } from './rwkv5.ts';
+import { Rwkv6 } from './rwkv6.ts';
+import { Rwkv7 } from './rwkv7.ts';
 
 /**
  * Dimensions for random weights: the three every architecture has, plus any of its
@@ -31,6 +48,11 @@ export interface Architecture {
   readonly name: string;
   /** For people, e.g. `RWKV-4`. */
   readonly label: string;
+  /**
+   * The kernel families its model runs (`backend.run`), by name: a backend without one
+   * of them cannot run it (`openBackend` passes over WebGPU then).
+   */
+  readonly families: readonly string[];
   /** Whether the checkpoint's tensor names are this architecture's. */
   detect(ckpt: Checkpoint): boolean;
   load(ckpt: Checkpoint, backend: Backend, opts?: { sparse?: boolean }): LanguageModel;
@@ -49,7 +71,32 @@ const rwkv4Shape = (s: ArchShape) => ({
   nVocab: s.nVocab,
   nFfn: num(s.nFfn),
 });
+const rwkv7Shape = (s: ArchShape) => ({
+  nLayer: s.nLayer,
+  nEmbd: s.nEmbd,
+  nVocab: s.nVocab,
+  headSize: num(s.headSize),
+  nFfn: num(s.nFfn),
+  wLora: num(s.wLora),
+  aLora: num(s.aLora),
+  vLora: num(s.vLora),
+  gLora: num(s.gLora),
+});
 const bool = (v: unknown): boolean | undefined => (typeof v === 'boolean' ? v : undefined);
+const rwkv5Shape = (s: ArchShape) => ({
+  ...rwkv4Shape(s),
+  dimAtt: num(s.dimAtt),
+  headSize: num(s.headSize),
+  gate: bool(s.gate),
+  perChannel: bool(s.perChannel),
+});
+const rwkv6Shape = (s: ArchShape) => ({
+  ...rwkv4Shape(s),
+  dimAtt: num(s.dimAtt),
+  headSize: num(s.headSize),
+  maaLora: num(s.maaLora),
+  decayLora: num(s.decayLora),
+});
 const optShape = (s: ArchShape) => ({
   nLayer: s.nLayer,
   nEmbd: s.nEmbd,
@@ -69,6 +116,7 @@ export const ARCHITECTURES: readonly Architecture[] = [
   {
     name: 'opt',
     label: 'OPT',
+    families: [],
     // OPTForCausalLM names; OPTModel checkpoints drop the `model.` prefix.
     detect: (c) =>
       has(c, 'model.decoder.embed_tokens.weight') || has(c, 'decoder.embed_tokens.weight'),
@@ -85,6 +133,7 @@ export const ARCHITECTURES: readonly Architecture[] = [
   {
     name: 'rwkv4',
     label: 'RWKV-4',
+    families: [wkv4.name],
     detect: (c) =>
       has(c, 'blocks.0.att.time_first') &&
       has(c, 'blocks.0.att.key.weight') &&
@@ -97,15 +146,76 @@ export const ARCHITECTURES: readonly Architecture[] = [
       ),
     skeleton: (s) => zeroCheckpoint(rwkv4Specs(rwkv4Shape(s)), `<rwkv4 ${s.nLayer}x${s.nEmbd}>`),
   },
+  {
+    name: 'rwkv5',
+    label: 'RWKV-5',
+    families: [wkv5.name],
+    // GroupNorm ln_x and a time_decay (RWKV-7 has w0), without RWKV-6's time_maa.
+    detect: (c) =>
+      has(c, 'blocks.0.att.ln_x.weight') &&
+      has(c, 'blocks.0.att.time_decay') &&
+      !has(c, 'blocks.0.att.time_maa_x'),
+    load: (c, be, o) => Rwkv5.load(c, be, o),
+    random: (s, seed = 1) =>
+      memoryCheckpoint(
+        materialize(rwkv5Specs({ ...rwkv5Shape(s), seed })),
+        `<random rwkv5 ${s.nLayer}x${s.nEmbd}>`,
+      ),
+    skeleton: (s) => zeroCheckpoint(rwkv5Specs(rwkv5Shape(s)), `<rwkv5 ${s.nLayer}x${s.nEmbd}>`),
+  },
+  {
+    name: 'rwkv6',
+    label: 'RWKV-6',
+    families: [wkv6.name],
+    detect: (c) => has(c, 'blocks.0.att.time_maa_x') && has(c, 'blocks.0.att.time_faaaa'),
+    load: (c, be, o) => Rwkv6.load(c, be, o),
+    random: (s, seed = 1) =>
+      memoryCheckpoint(
+        materialize(rwkv6Specs({ ...rwkv6Shape(s), seed })),
+        `<random rwkv6 ${s.nLayer}x${s.nEmbd}>`,
+      ),
+    skeleton: (s) => zeroCheckpoint(rwkv6Specs(rwkv6Shape(s)), `<rwkv6 ${s.nLayer}x${s.nEmbd}>`),
+  },
+  {
+    name: 'rwkv7',
+    label: 'RWKV-7',
+    families: [wkv7.name],
+    // x070 names (rwkv.cpp files: x_rwkvag, split by the reader); DeepEmbed is another model.
+    detect: (c) =>
+      has(c, 'emb.weight') &&
+      (has(c, 'blocks.0.att.x_r') ||
+        has(c, 'blocks.0.att.a0') ||
+        has(c, 'blocks.0.att.x_rwkvag')) &&
+      !has(c, 'blocks.0.ffn.s_emb.weight'),
+    load: (c, be, o) => Rwkv7.load(c, be, o),
+    random: (s, seed = 1) =>
+      memoryCheckpoint(
+        randomRwkv7({ ...rwkv7Shape(s), seed }),
+        `<random rwkv7 ${s.nLayer}x${s.nEmbd}>`,
+      ),
+    skeleton: (s) => zeroCheckpoint(rwkv7Specs(rwkv7Shape(s)), `<rwkv7 ${s.nLayer}x${s.nEmbd}>`),
+  },
 ];
 
-/** Recognised from tensor names but not runnable yet: named in the error. */
-function knownUnsupported(ckpt: Checkpoint): string | null {
+/** Recognised from tensor names but not runnable: its name, and what it is (for the error). */
+function knownUnsupported(ckpt: Checkpoint): { name: string; what: string } | null {
   const h = (n: string) => has(ckpt, n);
+  const notYet = (name: string) => ({
+    name,
+    what: `${name.toUpperCase()}, which actsparse cannot run yet (${ARCHITECTURES.map((a) => a.label).join(', ')} are supported)`,
+  });
+  // RWKV-LM's RWKV-v8 toys (260123_reverse_L2*.pth): e.weight, rwkvN.*, rosaN.*, ffnN.*.
+  if (h('e.weight') && [...ckpt.tensors.keys()].some((n) => /^rwkv\d+\.r_k$/.test(n))) {
+    return {
+      name: 'rwkv7-rosa-toy',
+      what:
+        'an RWKV-7 + ROSA toy from RWKV-LM’s RWKV-v8 experiments (digit reversal), not an RWKV-7 language model: ' +
+        'its own tensor names (e.weight, rwkvN.*, rosaN.*, ffnN.*, lno, o), three layer norms per layer and a ' +
+        'ROSA suffix-automaton branch, which actsparse has no model for',
+    };
+  }
   if (!h('emb.weight') && !h('blocks.0.ln1.weight')) return null;
-  if (h('blocks.0.att.x_rwkvag') || h('blocks.0.att.x_r') || h('blocks.0.att.a0')) return 'rwkv7';
-  if (h('blocks.0.att.time_maa_x') || h('blocks.0.att.time_maa_w1')) return 'rwkv6';
-  if (h('blocks.0.att.ln_x.weight')) return 'rwkv5';
+  if (h('blocks.0.ffn.s_emb.weight')) return notYet('rwkv7-deepembed');
   return null;
 }
 
@@ -123,7 +233,14 @@ export function architecture(name: string): Architecture {
 
 /** The architecture name from tensor names and shapes, or 'unknown'. */
 export function detectArchitecture(ckpt: Checkpoint): string {
-  return ARCHITECTURES.find((a) => a.detect(ckpt))?.name ?? knownUnsupported(ckpt) ?? 'unknown';
+  return (
+    ARCHITECTURES.find((a) => a.detect(ckpt))?.name ?? knownUnsupported(ckpt)?.name ?? 'unknown'
+  );
+}
+
+/** The architecture whose tensor names the checkpoint has, or null. */
+export function detectEntry(ckpt: Checkpoint): Architecture | null {
+  return ARCHITECTURES.find((a) => a.detect(ckpt)) ?? null;
 }
 
 export function loadModel(
@@ -136,7 +253,7 @@ export function loadModel(
   const other = knownUnsupported(ckpt);
   if (other) {
     throw new UserError(
-      `${ckpt.path} is ${other.toUpperCase()}, which actsparse cannot run yet (${ARCHITECTURES.map((a) => a.label).join(', ')} are supported)`,
+      `${ckpt.path} is ${other.what}`,
       '`actsparse info` and `convert` still work on it.',
     );
   }

@@ -4,6 +4,13 @@
  * that ratios are fair on a shared, noisy machine.
  */
 import { cpus } from 'node:os';
+import {
+  BENCH_FORMAT_VERSION,
+  type BenchResult,
+  type GpuBench,
+  type ModelBench,
+  type Stat,
+} from '../formats/bench.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import {
   forward,
@@ -19,81 +26,9 @@ import type { Backend, WeightDType } from '../tensor/backend.ts';
 import * as native from '../tensor/native/index.ts';
 import { WebGpuBackend } from '../tensor/webgpu/backend.ts';
 import { parseTiles } from '../tensor/webgpu/kernels/matmul.ts';
+import { Stopped, stopPoint } from '../util/cancel.ts';
 import { rng } from '../util/random.ts';
-
-export interface Stat {
-  median: number;
-  min: number;
-  max: number;
-}
-
-export interface BenchResult {
-  formatVersion: 1;
-  machine: { cpu: string; cores: number; node: string };
-  backends: string[];
-  /** GB/s reading a ≥ 256 MiB buffer (native only: JS cannot stream at DRAM speed). */
-  bandwidth: { threads: number; gbps: Stat }[];
-  gemm: { backend: string; threads: number; shape: string; gflops: Stat }[];
-  gemv: { backend: string; threads: number; shape: string; gbps: Stat }[];
-  sparse: {
-    backend: string;
-    threads: number;
-    zeros: number;
-    speedup: Stat;
-    ideal: number;
-    /** What the speedup is measured against (the fastest dense path). */
-    baseline?: string;
-  }[];
-  /** GPU figures (webgpu): the adapter, products in TFLOP/s, streams in GB/s. */
-  gpu?: GpuBench[];
-  model?: ModelBench;
-}
-
-export interface GpuBench {
-  backend: string;
-  /** A CPU software adapter (lavapipe): its figures say nothing about a GPU. */
-  software: boolean;
-  /** Adapter, limits and features used (WebGpuBackend.details). */
-  device: Record<string, string>;
-  /** Copy bandwidth: bytes read + written per second, GB/s. */
-  copyGbps: Stat;
-  gemm: { variant: string; shape: string; tflops: Stat }[];
-  gemv: { dtype: string; shape: string; gbps: Stat }[];
-  sparse: { zeros: number; speedup: Stat; ideal: number }[];
-  /** The subgroup-matrix GEMM: what the self-check said. */
-  matrix: string;
-}
-
-export interface ModelBench {
-  source: string;
-  backend: string;
-  shape: string;
-  /** Bytes of weights one token reads densely (block layers + head). */
-  weightBytesPerToken: number;
-  decodeDense: Stat;
-  /** The bandwidth floor for dense decode: bandwidth ÷ bytes per token. */
-  floorTokensPerSec: number | null;
-  /** The sparsity λ was chosen for, or null for calibrated thresholds. */
-  targetZeros: number | null;
-  measuredZeros: number;
-  decodeSparse: Stat;
-  sequenceT: number;
-  sequence: Stat | null;
-  /**
-   * Calibration speed: a loss pass over `windows` windows of `ctx` tokens (every block,
-   * the head and the fused loss, as the search runs them), in block-token forwards/s.
-   */
-  calibration: { windows: number; ctx: number; blockTokensPerSec: Stat };
-  /** The model's shape, for cost models (`actsparse hw --bench`). */
-  facts: {
-    architecture: string;
-    nLayer: number;
-    nEmbd: number;
-    nVocab: number;
-    siteShapes: { id: string; rows: number; cols: number }[];
-    config: Record<string, unknown>;
-  };
-}
+import { textTable } from '../util/table.ts';
 
 export interface BenchOptions {
   backends: Backend[];
@@ -113,6 +48,20 @@ export interface BenchOptions {
   modelOnly?: boolean;
   /** Calibrated λ per site for the sparse decode (else λ for `sparsity` from a probe). */
   thresholds?: (model: LanguageModel) => void;
+  /**
+   * Fraction of zeros to aim for at each site (global index block × sites + site), in
+   * place of one `sparsity` everywhere: λ per site from the probe's quantiles.
+   */
+  siteZeros?: ArrayLike<number>;
+  /** What `siteZeros` are, for the result (e.g. "zeros per site of runs/cal"). */
+  siteZerosSource?: string;
+  /** Tokens per timed decode run (default: about 0.3 s of decoding, at least 16). */
+  decodeTokens?: number;
+  /**
+   * Checked between measurements: when aborted, the result so far is returned with
+   * `interrupted: true`.
+   */
+  signal?: AbortSignal;
   log?: (line: string) => void;
 }
 
@@ -186,7 +135,7 @@ async function withThreads<T>(b: Backend, n: number, fn: () => Promise<T>): Prom
 export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const log = o.log ?? (() => {});
   const result: BenchResult = {
-    formatVersion: 1,
+    formatVersion: BENCH_FORMAT_VERSION,
     machine: {
       cpu: cpus()[0]?.model ?? 'unknown',
       cores: cpus().length,
@@ -198,14 +147,26 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     gemv: [],
     sparse: [],
   };
+  try {
+    await measureAll(o, result, log);
+  } catch (e) {
+    if (!(e instanceof Stopped)) throw e;
+    result.interrupted = true;
+  }
+  return result;
+}
+
+async function measureAll(o: BenchOptions, result: BenchResult, log: (s: string) => void) {
+  const stop = () => stopPoint(o.signal);
   const nativeB = o.backends.find((b) => b.name === 'native');
   if (o.modelOnly) {
     result.model = await benchModel(o, o.backends[0], null, log);
-    return result;
+    return;
   }
   if (nativeB) {
     const bytes = o.quick ? 64 << 20 : 256 << 20;
     for (const threads of [1, 2]) {
+      await stop();
       const runs = Array.from({ length: Math.max(3, o.repeats) }, () =>
         native.memoryReadBandwidth(bytes, threads),
       );
@@ -232,6 +193,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     const vw = b.prepare(randomArray(vR * vC, 4), vR, vC, { sparse: true });
     const done = () => b.read(vy, 0, 1);
     for (const threads of threadCounts(b)) {
+      await stop();
       await withThreads(b, threads, async () => {
         // js is ~50× slower: fewer repeats keep the run short without changing the median much.
         const reps = b.name === 'js' ? Math.min(3, o.repeats) : o.repeats;
@@ -264,6 +226,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
         // the dense GEMV or the same kernel on dense input, whichever is faster. Ideal 1/(1 − s).
         const times: { zeros: number; t: Stat }[] = [];
         for (const zeros of [0, 0.5, 0.7, 0.9]) {
+          await stop();
           const xs = vx.slice();
           const r = rng(5);
           for (let i = 0; i < xs.length; i++) if (r() < zeros) xs[i] = 0;
@@ -280,7 +243,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
           times.push({ zeros, t });
         }
         const base = times[0].t.median < dense.median ? times[0].t : dense;
-        const baseline = base === dense ? 'dense GEMV' : 'zero-skipping kernel on dense input';
+        const baseline = base === dense ? 'dense GEMV' : 'zero-skipping kernel, dense input';
         for (const { zeros, t } of times) {
           const speedup = {
             median: base.median / t.median,
@@ -303,9 +266,9 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     for (const x of [gx, gy, vxb, vy]) b.free(x);
   }
 
+  await stop();
   const fastest = o.backends[0];
   result.model = await benchModel(o, fastest, result.bandwidth.at(-1)?.gbps.median ?? null, log);
-  return result;
 }
 
 /** GEMM tile shapes tried on a GPU (the backend's default first). */
@@ -330,6 +293,7 @@ async function benchGpu(
 ): Promise<GpuBench> {
   const quick = !!o.quick;
   const software = b.rt.facts.software;
+  const stop = () => stopPoint(o.signal);
   // Copy 1 GiB (read + write): the device's streaming rate.
   const cn = quick ? 4 << 20 : 128 << 20;
   const src = b.alloc(cn);
@@ -345,6 +309,7 @@ async function benchGpu(
   b.free(dst);
   log(`webgpu copy ${copy.median.toPrecision(3)} GB/s`);
 
+  await stop();
   // GEMM 16384 tokens × 1024 → 4096 (the issue's shape: a calibration batch's ffn.key).
   const [gT, gK, gN] = quick ? [512, 256, 512] : [16384, 1024, 4096];
   const gx = b.upload(randomArray(gT * gK, 1));
@@ -353,6 +318,7 @@ async function benchGpu(
   const gflop = (2 * gT * gK * gN) / 1e9;
   const gemm: GpuBench['gemm'] = [];
   const timeGemm = async (variant: string, dtype: WeightDType) => {
+    await stop();
     const w = b.prepare(randomArray(gN * gK, 3), gN, gK, { dtype });
     const t = rate(
       await timeMs(() => {
@@ -383,6 +349,7 @@ async function benchGpu(
   b.free(gx);
   b.free(gy);
 
+  await stop();
   // GEMV 8192 × 8192 (256 MiB of fp32, beyond the caches of any GPU).
   const [vR, vC] = quick ? [1024, 1024] : [8192, 8192];
   const vx = randomArray(vC, 2);
@@ -409,6 +376,7 @@ async function benchGpu(
   }, o.repeats);
   const sparse: GpuBench['sparse'] = [];
   for (const zeros of [0, 0.5, 0.6, 0.7, 0.9]) {
+    await stop();
     const xs = vx.slice();
     const r = rng(5);
     for (let i = 0; i < xs.length; i++) if (r() < zeros) xs[i] = 0;
@@ -473,8 +441,14 @@ async function benchModel(
   } else {
     const t = backend.tally(model.thresholds.length);
     const probeRows = probe.length;
+    const target = (g: number) => (o.siteZeros ? o.siteZeros[g] : o.sparsity);
+    if (o.siteZeros && o.siteZeros.length !== model.thresholds.length) {
+      throw new Error(
+        `siteZeros: ${o.siteZeros.length} values for ${model.thresholds.length} sites`,
+      );
+    }
     const hook: SiteHook = (g, x, rows, cols) =>
-      backend.tallyQuantiles(t, g, x, rows, cols, [o.sparsity]);
+      backend.tallyQuantiles(t, g, x, rows, cols, [target(g)]);
     const batch = makeBatch(model, [probe]);
     const state = model.newState();
     forward(model, batch, state, { hook, logits: 'none' });
@@ -492,12 +466,14 @@ async function benchModel(
     s.free();
   };
   // Tokens per timed run: about 0.3 s of decoding (small models need many to be timed well).
-  const t16 = (await timeMs(() => decode(16), 1)).median;
-  const n = Math.min(
-    model.maxContext,
-    o.quick ? 4 : Math.min(4096, Math.max(16, Math.round((16 * 300) / Math.max(t16, 1e-3)))),
-  );
-  const reps = Math.max(3, Math.min(o.repeats, 7));
+  let n = o.decodeTokens ?? (o.quick ? 4 : 0);
+  if (!n) {
+    const t16 = (await timeMs(() => decode(16), 1)).median;
+    n = Math.min(4096, Math.max(16, Math.round((16 * 300) / Math.max(t16, 1e-3))));
+  }
+  n = Math.min(n, model.maxContext);
+  const reps = Math.max(o.decodeTokens ? 1 : 3, Math.min(o.repeats, 7));
+  await stopPoint(o.signal);
   const dense = rate(await timeMs(() => decode(n), reps), n * 1000);
   model.setThresholds(lambdas);
   // Measure the zeros the thresholds really give while decoding.
@@ -518,6 +494,7 @@ async function benchModel(
     s.free();
   }
   const zeros = (await backend.readTally(zt))[0];
+  await stopPoint(o.signal);
   const sparse = rate(await timeMs(() => decode(n), reps), n * 1000);
   model.setThresholds(new Float32Array(lambdas.length));
   log(`decode dense ${dense.median.toFixed(1)} tok/s, sparse ${sparse.median.toFixed(1)} tok/s`);
@@ -536,6 +513,7 @@ async function benchModel(
     log(`sequence T=${T}: ${sequence.median.toFixed(0)} tok/s`);
   }
 
+  await stopPoint(o.signal);
   // Calibration: loss passes over a batch of windows (a GPU takes the search's batch of
   // 16 × 1024 tokens; a CPU a smaller one), the input of block 0 cached as the search does.
   const gpu = backend instanceof WebGpuBackend;
@@ -558,7 +536,9 @@ async function benchModel(
     weightBytesPerToken,
     decodeDense: dense,
     floorTokensPerSec: bandwidth ? (bandwidth * 1e9) / weightBytesPerToken : null,
-    targetZeros: o.thresholds ? null : o.sparsity,
+    targetZeros: o.thresholds || o.siteZeros ? null : o.sparsity,
+    ...(o.siteZeros ? { zerosSource: o.siteZerosSource ?? 'a zero fraction per site' } : {}),
+    decodeTokens: n,
     measuredZeros: total ? zeros / total : 0,
     decodeSparse: sparse,
     sequenceT: T,
@@ -590,31 +570,37 @@ export function formatBench(r: BenchResult): string {
     lines.push('', 'memory read bandwidth (256 MiB), GB/s: median (min–max)');
     for (const b of r.bandwidth) lines.push(`  ${b.threads} thread(s)  ${f1(b.gbps)}`);
   }
-  if (r.gemm.length)
+  if (r.gemm.length) {
+    const rows = [['kernel', 'threads', 'GEMM GFLOPS', 'dense GEMV GB/s', '% of bandwidth']];
+    for (const g of r.gemm) {
+      const v = r.gemv.find((x) => x.backend === g.backend && x.threads === g.threads);
+      const bw = r.bandwidth.find((b) => b.threads === g.threads)?.gbps.median;
+      const pct = bw && v ? `${((100 * v.gbps.median) / bw).toFixed(0)}%` : '-';
+      rows.push([g.backend, String(g.threads), f1(g.gflops), v ? f1(v.gbps) : '-', pct]);
+    }
+    lines.push('', ...textTable(rows).map((l) => `  ${l}`));
     lines.push(
-      '',
-      'kernel            threads  GEMM GFLOPS           dense GEMV GB/s      % of bandwidth, same threads',
-    );
-  for (const g of r.gemm) {
-    const v = r.gemv.find((x) => x.backend === g.backend && x.threads === g.threads)!;
-    const bw = r.bandwidth.find((b) => b.threads === g.threads)?.gbps.median;
-    const pct = bw ? `${((100 * v.gbps.median) / bw).toFixed(0)}%` : '-';
-    lines.push(
-      `  ${g.backend.padEnd(16)}${String(g.threads).padEnd(9)}${f1(g.gflops).padEnd(22)}${f1(v.gbps).padEnd(21)}${pct}`,
+      '  (% of bandwidth: the dense GEMV against the memory read bandwidth, same threads)',
     );
   }
-  const base = r.sparse[0]?.baseline ?? 'dense GEMV';
   if (r.sparse.length) {
     lines.push(
       '',
-      `zero-skipping GEMV speedup over the fastest dense path of the same backend (${base}); ideal 1/(1−s)`,
+      'zero-skipping GEMV: speedup over the fastest dense path of the same backend and threads (baseline); ideal 1/(1−s)',
     );
-    lines.push('  kernel          threads  zeros  speedup            ideal   of ideal');
-  }
-  for (const s of r.sparse) {
-    lines.push(
-      `  ${s.backend.padEnd(16)}${String(s.threads).padEnd(9)}${`${(s.zeros * 100).toFixed(0)}%`.padEnd(7)}${f1(s.speedup, 2).padEnd(19)}${s.ideal.toFixed(2).padEnd(8)}${((100 * s.speedup.median) / s.ideal).toFixed(0)}%`,
-    );
+    const rows = [['kernel', 'threads', 'zeros', 'speedup', 'ideal', 'of ideal', 'baseline']];
+    for (const s of r.sparse) {
+      rows.push([
+        s.backend,
+        String(s.threads),
+        `${(s.zeros * 100).toFixed(0)}%`,
+        f1(s.speedup, 2),
+        s.ideal.toFixed(2),
+        `${((100 * s.speedup.median) / s.ideal).toFixed(0)}%`,
+        s.baseline ?? 'dense GEMV',
+      ]);
+    }
+    lines.push(...textTable(rows).map((l) => `  ${l}`));
   }
   for (const g of r.gpu ?? []) {
     lines.push('', `GPU: ${g.backend}`);
@@ -645,17 +631,24 @@ export function formatBench(r: BenchResult): string {
     lines.push('', `model ${m.shape}: ${m.source}`, `  backend ${m.backend}`);
     lines.push(`  weights read per token ${(m.weightBytesPerToken / 1e6).toFixed(1)} MB`);
     const floor = m.floorTokensPerSec;
+    const per = m.decodeTokens ? ` (${m.decodeTokens} tokens per timed run)` : '';
     lines.push(
-      `  decode dense     ${f1(m.decodeDense)} tokens/s${floor ? `; bandwidth floor ${floor.toFixed(1)} (${((100 * m.decodeDense.median) / floor).toFixed(0)}%)` : ''}`,
+      `  decode dense     ${f1(m.decodeDense)} tokens/s${floor ? `; bandwidth floor ${floor.toFixed(1)} (${((100 * m.decodeDense.median) / floor).toFixed(0)}%)` : ''}${per}`,
     );
+    const how =
+      m.targetZeros !== null
+        ? `λ set for ${(100 * m.targetZeros).toFixed(0)}% zeros at every site`
+        : (m.zerosSource ?? 'calibrated thresholds');
     lines.push(
-      `  decode sparse    ${f1(m.decodeSparse)} tokens/s at ${(100 * m.measuredZeros).toFixed(1)}% zeros in block-site inputs (${m.targetZeros === null ? 'calibrated thresholds' : `target ${(100 * m.targetZeros).toFixed(0)}%`}): ${(m.decodeSparse.median / m.decodeDense.median).toFixed(2)}× dense`,
+      `  decode sparse    ${f1(m.decodeSparse)} tokens/s at ${(100 * m.measuredZeros).toFixed(1)}% zeros in block-site inputs (${how}): ${(m.decodeSparse.median / m.decodeDense.median).toFixed(2)}× dense`,
     );
     if (m.sequence) lines.push(`  sequence T=${m.sequenceT}  ${f1(m.sequence, 0)} tokens/s`);
     const c = m.calibration;
-    lines.push(
-      `  calibration      ${f1(c.blockTokensPerSec, 0)} block-token forwards/s (loss passes over ${c.windows} windows of ${c.ctx} tokens)`,
-    );
+    if (c)
+      lines.push(
+        `  calibration      ${f1(c.blockTokensPerSec, 0)} block-token forwards/s (loss passes over ${c.windows} windows of ${c.ctx} tokens)`,
+      );
   }
+  if (r.interrupted) lines.push('', 'interrupted: the measurements above are all that was made');
   return `${lines.join('\n')}\n`;
 }

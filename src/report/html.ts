@@ -34,6 +34,8 @@ export interface RenderedPlot {
   /** File-name stem, e.g. "03-brown-1.0005-k-heatmap". */
   name: string;
   title: string;
+  /** The caption under the figure (plain text), kept with the PNG export. */
+  caption: string;
   svg: string;
 }
 
@@ -122,7 +124,7 @@ function cards(f: RunFacts): string {
         'Loss growth',
         times(main.value),
         f.heldOutGrowth
-          ? `held-out text (${f.heldOutGrowth.source}); calibration ${times(f.calibrationGrowth)}`
+          ? `on held-out text (${f.heldOutGrowth.source === 'calibration' ? 'documents calibrate set aside' : 'eval --text'}); on the calibration tokens ${times(f.calibrationGrowth)}`
           : 'on the calibration tokens',
       ),
     );
@@ -242,10 +244,11 @@ function taskTable(run: Run): string {
   if (!e) return '';
   const rows: TaskRow[] = taskRows(e);
   const items = (e.config.items ?? {}) as Record<string, unknown>;
+  const chance = (e.config.chance ?? {}) as Record<string, unknown>;
   const hasSparse = e.dense !== null;
   const head = hasSparse
-    ? ['task', 'metric', 'dense', 'sparse', 'Δ', '± (sparse)', 'items']
-    : ['task', 'metric', 'value', '±', 'items'];
+    ? ['task', 'metric', 'dense', 'sparse', 'Δ', '± (sparse)', 'chance', 'items']
+    : ['task', 'metric', 'value', '±', 'chance', 'items'];
   const body = rows.map((r) => {
     const d = r.sparse !== null && r.dense !== null ? r.sparse - r.dense : null;
     const delta =
@@ -253,9 +256,10 @@ function taskTable(run: Run): string {
         ? '–'
         : `<span class="${d >= 0 ? 'pos' : 'neg'}">${d >= 0 ? '+' : ''}${(100 * d).toFixed(1)}</span>`;
     const n = typeof items[r.task] === 'number' ? String(items[r.task]) : '';
+    const c = typeof chance[r.task] === 'number' ? pct(chance[r.task] as number) : '–';
     const cells = hasSparse
-      ? [esc(r.task), esc(r.metric), pct(r.dense), pct(r.sparse), delta, pct(r.stderr), esc(n)]
-      : [esc(r.task), esc(r.metric), pct(r.dense), pct(r.stderr), esc(n)];
+      ? [esc(r.task), esc(r.metric), pct(r.dense), pct(r.sparse), delta, pct(r.stderr), c, esc(n)]
+      : [esc(r.task), esc(r.metric), pct(r.dense), pct(r.stderr), c, esc(n)];
     return `<tr>${cells.map((c, j) => `<td${j >= 2 ? ' class="n"' : ''}>${c}</td>`).join('')}</tr>`;
   });
   const mean = (xs: (number | null)[]) => {
@@ -276,8 +280,9 @@ function taskTable(run: Run): string {
             : '–',
           '',
           '',
+          '',
         ]
-      : ['mean', '', pct(md), '', ''];
+      : ['mean', '', pct(md), '', '', ''];
     body.push(
       `<tr class="mean">${cells.map((c, j) => `<td${j >= 2 ? ' class="n"' : ''}>${c}</td>`).join('')}</tr>`,
     );
@@ -285,12 +290,12 @@ function taskTable(run: Run): string {
   const texts = Object.entries(e.heldOut).map(([name, s]) => {
     const d = e.dense?.heldOut[name];
     return hasSparse && d
-      ? `<tr><td>${esc(name)}</td><td>loss (nats)</td><td class="n">${d.meanNll.toFixed(4)}</td><td class="n">${s.meanNll.toFixed(4)}</td><td class="n">${times(s.meanNll / d.meanNll)}</td><td></td><td class="n">${esc(s.tokens)}</td></tr>`
-      : `<tr><td>${esc(name)}</td><td>loss (nats)</td><td class="n">${s.meanNll.toFixed(4)}</td><td></td><td class="n">${esc(s.tokens)}</td></tr>`;
+      ? `<tr><td>${esc(name)}</td><td>loss (nats)</td><td class="n">${d.meanNll.toFixed(4)}</td><td class="n">${s.meanNll.toFixed(4)}</td><td class="n">${times(s.meanNll / d.meanNll)}</td><td></td><td></td><td class="n">${esc(s.tokens)}</td></tr>`
+      : `<tr><td>${esc(name)}</td><td>loss (nats)</td><td class="n">${s.meanNll.toFixed(4)}</td><td></td><td></td><td class="n">${esc(s.tokens)}</td></tr>`;
   });
   return `<h3>Zero-shot accuracy</h3>
 <table><thead><tr>${head.map((h, j) => `<th${j >= 2 ? ' class="n"' : ''}>${esc(h)}</th>`).join('')}</tr></thead><tbody>${body.join('')}${texts.join('')}</tbody></table>
-<p class="path">Accuracy in % with lm-eval's main metric per task (acc_norm where lm-eval reports it first); Δ in points; ± is the standard error (sample sd / √n).</p>`;
+<p class="path">Accuracy in % with lm-eval's main metric per task (acc_norm where lm-eval reports it first); Δ in points; ± is the standard error (sample sd / √n); chance: guessing uniformly among the choices.</p>`;
 }
 
 function kv(rows: [string, string | number | null | undefined][]): string {
@@ -346,8 +351,8 @@ function provenance(run: Run): string {
   if (e) {
     const c = e.config;
     rows.push(
-      ['eval: model file', e.model.file],
-      ['eval: weights fingerprint', e.model.fingerprint],
+      ['eval: model file', e.model?.file ?? 'not recorded'],
+      ['eval: weights fingerprint', e.model?.fingerprint ?? 'not recorded'],
       ['eval: thresholds', c.thresholds === null ? 'none (dense)' : json(c.thresholds ?? '')],
       ['eval: tasks', json(c.tasks ?? '')],
       ['eval: task folder', c.taskDir == null ? '' : json(c.taskDir)],
@@ -359,23 +364,29 @@ function provenance(run: Run): string {
       ['eval written by', `${e.tool.name} ${e.tool.version}`],
     );
   }
-  const h = run.hw;
-  if (h) {
+  for (const [file, h] of [
+    ...(run.hw ? [['hw.json', run.hw] as const] : []),
+    ...run.moreHw.map((x) => [x.file, x.hw] as const),
+  ]) {
+    const p = file === 'hw.json' ? 'hw' : file;
     rows.push(
-      ['hw: profile', `${h.profile.title} (${h.profile.name}, ${h.profile.costModel})`],
-      ['hw: profile file', h.profile.file],
-      ['hw: input', h.input.source],
-      ['hw: mapping', json(h.mapping.file ?? h.mapping.description ?? '')],
-      ['hw: caveat', h.caveat],
-      ['hw written by', `${h.tool.name} ${h.tool.version}`],
+      [`${p}: profile`, `${h.profile.title} (${h.profile.name}, ${h.profile.costModel})`],
+      [`${p}: profile file`, h.profile.file],
+      [`${p}: input`, h.input.source],
+      [`${p}: mapping`, json(h.mapping.file ?? h.mapping.description ?? '')],
+      [`${p}: caveat`, h.caveat],
+      [`${p} written by`, `${h.tool.name} ${h.tool.version}`],
     );
   }
-  const b = run.bench;
-  if (b) {
+  for (const [file, b] of [
+    ...(run.bench ? [['bench.json', run.bench] as const] : []),
+    ...run.moreBench.map((x) => [x.file, x.bench] as const),
+  ]) {
+    const p = file === 'bench.json' ? 'bench' : file;
     rows.push(
-      ['bench: machine', `${b.machine.cpu}, ${b.machine.cores} cores, Node ${b.machine.node}`],
-      ['bench: backends', b.backends.join('; ')],
-      ['bench: model', b.model ? `${b.model.shape}: ${b.model.source}` : ''],
+      [`${p}: machine`, `${b.machine.cpu}, ${b.machine.cores} cores, Node ${b.machine.node}`],
+      [`${p}: backends`, b.backends.join('; ')],
+      [`${p}: model`, b.model ? `${b.model.shape}: ${b.model.source}` : ''],
     );
   }
   return kv(rows);
@@ -394,7 +405,12 @@ export async function buildReport(
     const svg = await renderSvg(plot.spec);
     n++;
     const name = `${String(n).padStart(2, '0')}-${run ? `${slug(run.label)}-` : ''}${plot.id}`;
-    rendered.push({ name, title: plot.title, svg });
+    rendered.push({
+      name,
+      title: plot.title,
+      caption: `Figure ${n}. ${plot.title}. ${plot.caption.replaceAll('`', '')}`,
+      svg,
+    });
     return figure(n, plot, svg);
   };
 
@@ -444,15 +460,21 @@ export async function buildReport(
       if (traj) body.push('<h3>Calibration</h3>', traj);
     }
     body.push(taskTable(run));
-    if (run.hw) {
-      const hw = await fig(hwPlot(run.hw), run);
-      if (hw) body.push('<h3>Hardware estimate</h3>', hw);
+    for (const [file, h] of [
+      ...(run.hw ? [['hw.json', run.hw] as const] : []),
+      ...run.moreHw.map((x) => [x.file, x.hw] as const),
+    ]) {
+      const hw = await fig(hwPlot(h), run);
+      if (hw) body.push(`<h3>Hardware estimate: ${esc(h.profile.title)} (${esc(file)})</h3>`, hw);
     }
-    if (run.bench) {
+    for (const [file, b] of [
+      ...(run.bench ? [['bench.json', run.bench] as const] : []),
+      ...run.moreBench.map((x) => [x.file, x.bench] as const),
+    ]) {
       body.push(
-        '<h3>Measured speed</h3>',
-        await fig(kernelsPlot(run.bench), run),
-        await fig(decodePlot(run.bench), run),
+        `<h3>Measured speed (${esc(file)})</h3>`,
+        await fig(kernelsPlot(b), run),
+        await fig(decodePlot(b), run),
       );
     }
     body.push('</section>');

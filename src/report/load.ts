@@ -1,162 +1,23 @@
 /**
  * Reading run directories for `actsparse report`: whatever subset of thresholds.json,
- * calibration.csv, config.json, eval results, hw.json and bench.json a folder holds,
- * each validated, every problem a UserError naming the file.
+ * calibration.csv, config.json, eval results, hw.json, bench.json (and any hw-*.json,
+ * bench-*.json beside them) a folder holds, each validated, every problem a UserError
+ * naming the file.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { z } from 'zod';
 import { UserError } from '../errors.ts';
 import { TASKS } from '../eval/tasks/registry.ts';
-import { readThresholds, type ThresholdsFile } from '../sparsity/plan.ts';
-import { readJsonFile } from '../util/json.ts';
-
-const Tool = z.object({ name: z.string(), version: z.string() });
-const Metrics = z.record(z.string(), z.number().nullable());
-const TextResult = z.object({ meanNll: z.number(), perplexity: z.number(), tokens: z.number() });
-
-/** The parts of `actsparse eval`'s results.json a report reads. */
-export const EvalFile = z.object({
-  formatVersion: z.literal(1),
-  kind: z.literal('actsparse.eval'),
-  results: z.record(z.string(), Metrics),
-  heldOut: z.record(z.string(), TextResult),
-  sparsity: z.object({
-    macWeighted: z.number().min(0).max(1),
-    naturalMacWeighted: z.number().min(0).max(1),
-    perSite: z.array(
-      z.object({
-        block: z.number().int().min(0),
-        site: z.string(),
-        sparsity: z.number().min(0).max(1),
-        naturalSparsity: z.number().min(0).max(1),
-      }),
-    ),
-  }),
-  dense: z
-    .object({
-      results: z.record(z.string(), Metrics),
-      heldOut: z.record(z.string(), TextResult),
-    })
-    .nullable(),
-  model: z.object({
-    file: z.string(),
-    fingerprint: z.string(),
-    architecture: z.string(),
-    nLayer: z.number().int(),
-    nEmbd: z.number().int(),
-    nVocab: z.number().int(),
-    sitesPerBlock: z.array(z.string()),
-    siteShapes: z
-      .array(z.object({ id: z.string(), rows: z.number().int(), cols: z.number().int() }))
-      .optional(),
-  }),
-  config: z.record(z.string(), z.unknown()),
-  tool: Tool,
-});
-export type EvalFile = z.infer<typeof EvalFile>;
-
-const Breakdown = z.object({
-  value: z.number(),
-  evidence: z.string().nullable(),
-  partial: z.boolean(),
-});
-const Quantity = z
-  .object({
-    unit: z.string(),
-    total: Breakdown,
-    byLayerType: z.record(z.string(), Breakdown),
-    byCategory: z.record(z.string(), Breakdown),
-  })
-  .nullable();
-
-/** The parts of `actsparse hw --json` a report reads. */
-export const HwFile = z.object({
-  formatVersion: z.literal(1),
-  kind: z.literal('actsparse.hw'),
-  tool: Tool,
-  caveat: z.string(),
-  profile: z.object({
-    name: z.string(),
-    title: z.string(),
-    file: z.string(),
-    costModel: z.string(),
-  }),
-  mapping: z.record(z.string(), z.unknown()),
-  input: z.object({
-    source: z.string(),
-    shape: z.object({
-      architecture: z.string(),
-      nLayer: z.number().int(),
-      nEmbd: z.number().int(),
-      nVocab: z.number().int(),
-    }),
-  }),
-  scenarios: z
-    .array(
-      z.object({
-        scenario: z.enum(['dense', 'natural', 'sparse']),
-        macWeightedZeros: z.number(),
-        energy: Quantity,
-        latency: Quantity,
-      }),
-    )
-    .min(1),
-  ratios: z.record(z.string(), z.number().nullable()),
-});
-export type HwFile = z.infer<typeof HwFile>;
-
-const Stat = z.object({ median: z.number(), min: z.number(), max: z.number() });
-
-/** `actsparse bench --json` (src/report/bench.ts BenchResult). */
-export const BenchFile = z.object({
-  formatVersion: z.literal(1),
-  machine: z.object({ cpu: z.string(), cores: z.number(), node: z.string() }),
-  backends: z.array(z.string()),
-  bandwidth: z.array(z.object({ threads: z.number().int(), gbps: Stat })),
-  gemm: z.array(
-    z.object({ backend: z.string(), threads: z.number().int(), shape: z.string(), gflops: Stat }),
-  ),
-  gemv: z.array(
-    z.object({ backend: z.string(), threads: z.number().int(), shape: z.string(), gbps: Stat }),
-  ),
-  sparse: z.array(
-    z.object({
-      backend: z.string(),
-      threads: z.number().int(),
-      zeros: z.number().min(0).max(1),
-      speedup: Stat,
-      ideal: z.number(),
-    }),
-  ),
-  model: z
-    .object({
-      source: z.string(),
-      backend: z.string(),
-      shape: z.string(),
-      weightBytesPerToken: z.number(),
-      decodeDense: Stat,
-      floorTokensPerSec: z.number().nullable(),
-      targetZeros: z.number().nullable(),
-      measuredZeros: z.number(),
-      decodeSparse: Stat,
-      sequenceT: z.number(),
-      sequence: Stat.nullable(),
-    })
-    .optional(),
-});
-export type BenchFile = z.infer<typeof BenchFile>;
-
-/** One line of calibration.csv: a candidate K tried at a site. */
-export interface Candidate {
-  block: number;
-  site: string;
-  k: number;
-  lambda: number;
-  loss: number;
-  ratio: number;
-  accepted: boolean;
-}
+import { type BenchResult, readBench } from '../formats/bench.ts';
+import {
+  type CalibrationConfig,
+  type Candidate,
+  readCalibrationConfig,
+  readCalibrationCsv,
+} from '../formats/calibration.ts';
+import { type HwFile, readHw } from '../formats/hw.ts';
+import { type EvalResults, readEvalResults } from '../formats/results.ts';
+import { readThresholds, type ThresholdsFile } from '../formats/thresholds.ts';
 
 export interface Run {
   /** Absolute path of the folder. */
@@ -167,10 +28,13 @@ export interface Run {
   files: string[];
   thresholds: ThresholdsFile | null;
   calibration: Candidate[] | null;
-  config: Record<string, unknown> | null;
-  evalResults: EvalFile | null;
+  config: CalibrationConfig | null;
+  evalResults: EvalResults | null;
   hw: HwFile | null;
-  bench: BenchFile | null;
+  bench: BenchResult | null;
+  /** Further estimates and measurements in the folder: hw-<name>.json, bench-<name>.json. */
+  moreHw: { file: string; hw: HwFile }[];
+  moreBench: { file: string; bench: BenchResult }[];
   /** Inconsistencies between the files, shown in the report. */
   notes: string[];
 }
@@ -184,57 +48,6 @@ export const RUN_FILES = [
   'hw.json',
   'bench.json',
 ];
-
-function validate<T>(schema: z.ZodType<T>, path: string, what: string, made: string): T {
-  const r = schema.safeParse(readJsonFile(path));
-  if (r.success) return r.data;
-  const issue = r.error.issues[0];
-  throw new UserError(
-    `${path}: not ${what} a report can use: ${issue.path.join('.') || '(top)'}: ${issue.message}`,
-    `Give the file written by \`${made}\`.`,
-  );
-}
-
-const CSV_HEADER = 'block,site,k,lambda,loss,ratio,accepted';
-
-/** calibration.csv, every field checked. */
-export function readCalibrationCsv(path: string): Candidate[] {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new UserError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? e})`);
-  }
-  const lines = text.split(/\r?\n/);
-  if (lines[0] !== CSV_HEADER) {
-    throw new UserError(
-      `${path}: header is not "${CSV_HEADER}"`,
-      'Give the calibration.csv written by `actsparse calibrate`.',
-    );
-  }
-  const rows: Candidate[] = [];
-  for (let i = 1; i < lines.length; i++) {
-    if (lines[i] === '') continue;
-    const f = lines[i].split(',');
-    const bad = (what: string) =>
-      new UserError(`${path}: line ${i + 1}: ${what}`, 'The file may be truncated or edited.');
-    if (f.length !== 7) throw bad(`${f.length} fields, expected 7`);
-    const [block, k, lambda, loss, ratio] = [f[0], f[2], f[3], f[4], f[5]].map(Number);
-    if (!Number.isInteger(block) || block < 0) throw bad(`block "${f[0]}" is not an index`);
-    if (f[1] === '') throw bad('empty site id');
-    if (!(k >= 0 && k <= 1)) throw bad(`k "${f[2]}" is not in [0, 1]`);
-    for (const [v, name] of [
-      [lambda, 'lambda'],
-      [loss, 'loss'],
-      [ratio, 'ratio'],
-    ] as const) {
-      if (!Number.isFinite(v)) throw bad(`${name} is not a number`);
-    }
-    if (f[6] !== 'true' && f[6] !== 'false') throw bad(`accepted "${f[6]}" is not true/false`);
-    rows.push({ block, site: f[1], k, lambda, loss, ratio, accepted: f[6] === 'true' });
-  }
-  return rows;
-}
 
 /** Reads one run folder; a folder holding none of the files is an error. */
 export function loadRun(dir: string): Run {
@@ -256,7 +69,13 @@ export function loadRun(dir: string): Run {
   }
   const at = (f: string) => join(abs, f);
   const has = (f: string) => existsSync(at(f));
-  const files = RUN_FILES.filter(has);
+  const extra = (re: RegExp) =>
+    readdirSync(abs)
+      .filter((n) => re.test(n))
+      .sort();
+  const hwMore = extra(/^hw-.+\.json$/);
+  const benchMore = extra(/^bench-.+\.json$/);
+  const files = [...RUN_FILES.filter(has), ...hwMore, ...benchMore];
   const evalName = has('eval/results.json') ? 'eval/results.json' : 'results.json';
   const usedFiles = files.filter(
     (f) => f !== (evalName === 'eval/results.json' ? 'results.json' : 'eval/results.json'),
@@ -267,26 +86,18 @@ export function loadRun(dir: string): Run {
       'Give a folder written by `actsparse calibrate --out`, or one with eval results, hw.json or bench.json.',
     );
   }
-  const config = has('config.json') ? readJsonFile(at('config.json')) : null;
-  if (config !== null && (typeof config !== 'object' || Array.isArray(config))) {
-    throw new UserError(`${at('config.json')}: not a JSON object`);
-  }
   const run: Run = {
     dir: abs,
     label: basename(abs),
     files: usedFiles,
     thresholds: has('thresholds.json') ? readThresholds(at('thresholds.json')) : null,
     calibration: has('calibration.csv') ? readCalibrationCsv(at('calibration.csv')) : null,
-    config: config as Record<string, unknown> | null,
-    evalResults: has(evalName)
-      ? validate(EvalFile, at(evalName), 'eval results', 'actsparse eval --out DIR')
-      : null,
-    hw: has('hw.json')
-      ? validate(HwFile, at('hw.json'), 'a hardware estimate', 'actsparse hw --json FILE')
-      : null,
-    bench: has('bench.json')
-      ? validate(BenchFile, at('bench.json'), 'a bench result', 'actsparse bench --json FILE')
-      : null,
+    config: has('config.json') ? readCalibrationConfig(at('config.json')) : null,
+    evalResults: has(evalName) ? readEvalResults(at(evalName)) : null,
+    hw: has('hw.json') ? readHw(at('hw.json')) : null,
+    bench: has('bench.json') ? readBench(at('bench.json')) : null,
+    moreHw: hwMore.map((file) => ({ file, hw: readHw(at(file)) })),
+    moreBench: benchMore.map((file) => ({ file, bench: readBench(at(file)) })),
     notes: [],
   };
   crossCheck(run, evalName);
@@ -298,7 +109,7 @@ function crossCheck(run: Run, evalName: string): void {
   const t = run.thresholds;
   const e = run.evalResults;
   if (t && e) {
-    if (e.model.fingerprint !== t.model.fingerprint) {
+    if (e.model && e.model.fingerprint !== t.model.fingerprint) {
       run.notes.push(
         `${evalName} was measured on other weights (${e.model.file}, fingerprint ${e.model.fingerprint}) than thresholds.json was made for (${t.model.file}, ${t.model.fingerprint}).`,
       );
@@ -329,7 +140,11 @@ function crossCheck(run: Run, evalName: string): void {
 
 /** Loads every folder; labels made unique (a repeated name gets " (2)", " (3)", …). */
 export function loadRuns(dirs: readonly string[]): Run[] {
-  if (dirs.length === 0) throw new UserError('report: give at least one run directory');
+  if (dirs.length === 0)
+    throw new UserError(
+      'no run folder given',
+      'Give the folders written by `actsparse calibrate --out` (and eval, hw, bench).',
+    );
   const runs = dirs.map(loadRun);
   const seen = new Map<string, number>();
   for (const r of runs) {
@@ -355,12 +170,13 @@ export function siteZeros(run: Run): {
   source: string;
 } | null {
   const t = run.thresholds;
-  if (t) return { sites: t.sites, shapes: t.model.siteShapes, source: 'the calibration tokens' };
+  if (t)
+    return { sites: t.sites, shapes: t.model.siteShapes ?? null, source: 'the calibration tokens' };
   const e = run.evalResults;
   if (e) {
     return {
       sites: e.sparsity.perSite,
-      shapes: e.model.siteShapes ?? null,
+      shapes: e.model?.siteShapes ?? null,
       source: 'the evaluation inputs',
     };
   }
@@ -381,7 +197,7 @@ export interface TaskRow {
 }
 
 /** Per task: the accuracy metric, dense and with thresholds (sparse null for a dense-only eval). */
-export function taskRows(e: EvalFile): TaskRow[] {
+export function taskRows(e: EvalResults): TaskRow[] {
   const rows: TaskRow[] = [];
   const dense = e.dense?.results ?? e.results;
   for (const task of Object.keys(e.results)) {

@@ -6,7 +6,9 @@
 import { parse, View } from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 import { UserError } from '../errors.ts';
-import type { BenchFile, HwFile, Run, RunFacts, SiteZeros } from './load.ts';
+import type { BenchResult as BenchFile } from '../formats/bench.ts';
+import type { HwFile } from '../formats/hw.ts';
+import type { Run, RunFacts, SiteZeros } from './load.ts';
 
 export interface Plot {
   /** File-name stem for --png (letters, digits, dashes). */
@@ -608,8 +610,7 @@ export function kernelsPlot(b: BenchFile): Plot | null {
   return {
     id: 'kernels',
     title: `Kernel speeds on this machine (${b.machine.cpu}, ${b.machine.cores} cores)`,
-    caption:
-      'Measured by `actsparse bench`: median over repeats with min–max bars. GEMV is bound by memory bandwidth, so skipping the weight columns of zero inputs can speed it up by at most 1/(1 − zeros) (dashed).',
+    caption: `Measured by \`actsparse bench\`: median over repeats with min–max bars. GEMV is bound by memory bandwidth, so skipping the weight columns of zero inputs can speed it up by at most 1/(1 − zeros) (dashed); speedups are over the fastest dense path (${[...new Set(b.sparse.map((x) => x.baseline ?? 'dense GEMV'))].join(' or ')}).`,
     spec: {
       hconcat: [
         ...(gemm.length ? [bars(gemm, 'GEMM (GFLOPS)')] : []),
@@ -642,7 +643,7 @@ export function decodePlot(b: BenchFile): Plot | null {
   return {
     id: 'decode',
     title: `Decode speed: ${m.shape}`,
-    caption: `Tokens per second generating one token at a time (${m.backend}), dense and with ${m.targetZeros === null ? 'the calibrated thresholds' : `thresholds set for ${pct(m.targetZeros)}% zeros at every site`} (${pct(m.measuredZeros)}% zeros measured); ${m.floorTokensPerSec ? 'the dashed line is the dense speed memory bandwidth allows (weights read once per token)' : 'no bandwidth figure was measured'}.`,
+    caption: `Tokens per second generating one token at a time (${m.backend}) with ${m.source}${m.decodeTokens ? `, ${m.decodeTokens} tokens per timed run` : ''}: dense, and with ${m.targetZeros !== null ? `thresholds set for ${pct(m.targetZeros)}% zeros at every site` : (m.zerosSource ?? 'the calibrated thresholds')} (${pct(m.measuredZeros)}% zeros measured); ${m.floorTokensPerSec ? 'the dashed line is the dense speed memory bandwidth allows (weights read once per token)' : 'no bandwidth figure was measured'}.`,
     spec: {
       width: { step: 110 },
       height: 220,
@@ -705,6 +706,45 @@ export async function renderSvg(spec: TopLevelSpec): Promise<string> {
   } finally {
     view.finalize();
   }
+}
+
+const xmlEscape = (t: string) =>
+  t
+    .replaceAll('&', '&amp;')
+    .replaceAll('<', '&lt;')
+    .replaceAll('>', '&gt;')
+    .replaceAll('"', '&quot;');
+
+/**
+ * A rendered plot as PNG with its caption set under it, so that what "estimate", "*"
+ * and the colours mean travels with the picture.
+ */
+export async function plotPng(plot: { svg: string; caption: string }): Promise<Uint8Array> {
+  const size = /<svg[^>]*\bwidth="([\d.]+)"[^>]*\bheight="([\d.]+)"/.exec(plot.svg);
+  const width = Math.max(360, size ? Number(size[1]) : 600);
+  const height = size ? Number(size[2]) : 400;
+  // About 6.4 px per character at 12 px sans-serif.
+  const perLine = Math.floor((width - 16) / 6.4);
+  const lines: string[] = [];
+  let line = '';
+  for (const word of plot.caption.split(/\s+/)) {
+    if (line && line.length + 1 + word.length > perLine) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  if (line) lines.push(line);
+  const lead = 16;
+  const total = height + 12 + lead * lines.length + 8;
+  const inner = plot.svg.replace(/^<\?xml[^>]*>\s*/, '');
+  const text = lines
+    .map(
+      (l, i) =>
+        `<text x="8" y="${height + 12 + lead * (i + 1) - 4}" font-family="DejaVu Sans, sans-serif" font-size="12" fill="#444">${xmlEscape(l)}</text>`,
+    )
+    .join('');
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="${width}" height="${total}" viewBox="0 0 ${width} ${total}">${inner}${text}</svg>`;
+  return svgToPng(svg);
 }
 
 /** An SVG as PNG (2× scale) via @resvg/resvg-js, loaded only when asked for. */

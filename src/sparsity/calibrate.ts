@@ -3,54 +3,41 @@
  *
  *   journal.jsonl     config, then one line per decided site (written as it goes), so
  *                     that `resume` after a kill finishes with byte-identical files
- *   thresholds.json   λ per site with provenance and measured sparsity (plan.ts)
+ *   thresholds.json   λ per site with provenance and measured sparsity
  *   calibration.csv   every evaluated candidate: block, site, K, λ, loss, ratio, accepted
  *   config.json       the effective configuration
+ *
+ * (The file formats are in src/formats/.)
  */
 import { createHash } from 'node:crypto';
-import {
-  appendFileSync,
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  renameSync,
-  writeFileSync,
-} from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { UserError } from '../errors.ts';
-import { loadCorpus, splitDocuments, tokenizeDocuments, tokenWindows } from '../eval/documents.ts';
-import type { Tokenizer } from '../io/tokenizer.ts';
-import { type LanguageModel, withThresholds } from '../models/model.ts';
-import { ModelEvaluator, textLoss } from './evaluator.ts';
+import { loadCorpus, splitDocuments, tokenizeDocuments } from '../data/documents.ts';
+import { textWindows, tokenWindows } from '../data/windows.ts';
+import { Interrupted, UserError } from '../errors.ts';
 import {
-  headMacShare,
-  macWeighted,
-  measureSparsity,
-  modelFacts,
-  type ThresholdsFile,
-} from './plan.ts';
-import { denseDecisions, paperSearch, type SiteDecision, uniformSearch } from './search.ts';
+  type CalibrationConfig,
+  writeCalibrationConfig,
+  writeCalibrationCsv,
+} from '../formats/calibration.ts';
+import { modelFacts } from '../formats/facts.ts';
+import { THRESHOLDS_KIND, type ThresholdsFile, writeThresholds } from '../formats/thresholds.ts';
+import type { Tokenizer } from '../io/tokenizer.ts';
+import { textLoss } from '../models/loss.ts';
+import { type LanguageModel, withThresholds } from '../models/model.ts';
+import { Stopped, stopPoint } from '../util/cancel.ts';
+import { ModelEvaluator } from './evaluator.ts';
+import { headMacShare, macWeighted, measureSparsity } from './plan.ts';
+import {
+  denseDecisions,
+  paperSearch,
+  type SearchHooks,
+  type SiteDecision,
+  uniformSearch,
+} from './search.ts';
 import { tealSearch } from './teal.ts';
 
-export interface CalibrationConfig {
-  method: 'paper' | 'uniform' | 'teal' | 'none';
-  /** `brown` or a .txt / .jsonl path. */
-  data: string;
-  docs: number;
-  ctx: number;
-  windows: number;
-  seed: number;
-  statistic: 'per-token' | 'pooled';
-  lossInc: number;
-  grid: 'linear' | 'exp';
-  startK: number;
-  kNum: number;
-  faithful: boolean;
-  /** uniform: K at every site. */
-  keep: number;
-  /** teal: MAC-weighted sparsity to reach in every block. */
-  targetSparsity: number;
-}
+export type { CalibrationConfig };
 
 export interface ModelSource {
   file: string;
@@ -60,7 +47,7 @@ export interface ModelSource {
 
 export interface CalibrationWindows {
   windows: number[][];
-  /** Windows of the same size from the held-out documents (up to as many). */
+  /** The held-out documents as text windows (data/windows.ts: the one text loss), up to as many. */
   heldOut: number[][];
   documents: string[];
   description: string;
@@ -94,7 +81,7 @@ export function calibrationWindows(
   );
   return {
     windows,
-    heldOut: tokenWindows(heldTokens, cfg.ctx + 1, cfg.windows),
+    heldOut: textWindows(heldTokens, cfg.ctx, cfg.windows),
     documents: split.calibration.map((d) => d.id),
     description: corpus.description,
     sha256: hash.digest('hex'),
@@ -105,6 +92,13 @@ export interface CalibrateOptions {
   resume: boolean;
   /** Called after each site: sites done, total. */
   onProgress?: (done: number, total: number) => void;
+  /** A line on each stage before the sites (data, natural sparsity, dense loss). */
+  log?: (line: string) => void;
+  /**
+   * Stops before the next candidate when aborted, throwing `Interrupted`: every site
+   * decided so far is in the journal, and `resume` continues from there.
+   */
+  signal?: AbortSignal;
 }
 
 export interface CalibrationResult {
@@ -123,6 +117,8 @@ export async function calibrate(
   outDir: string,
   opts: CalibrateOptions,
 ): Promise<CalibrationResult> {
+  const log = opts.log ?? (() => {});
+  log(`tokenizing the calibration data (${cfg.data}, ${cfg.docs} documents)`);
   const data = calibrationWindows(cfg, tokenizer);
   const header = { config: cfg, model: model.fingerprint, data: data.sha256 };
   const journalPath = join(outDir, 'journal.jsonl');
@@ -164,49 +160,65 @@ export async function calibrate(
     done = [];
   }
 
+  const total = model.thresholds.length;
+  log(
+    `${data.windows.length} windows of ${cfg.ctx + 1} tokens; measuring natural sparsity and the dense loss` +
+      (done.length ? ` (${done.length} of ${total} sites already in the journal)` : ''),
+  );
   const natural = await measureSparsity(model, data.windows);
   const ev = new ModelEvaluator(model, data.windows, cfg.statistic);
   const denseLoss = await ev.loss();
-  const total = model.thresholds.length;
   let decidedNow = 0;
-  const hooks = {
+  const hooks: SearchHooks = {
     done,
     onSite: (d: SiteDecision) => {
       appendFileSync(journalPath, `${stable(d)}\n`);
       decidedNow++;
       opts.onProgress?.(d.g + 1, total);
     },
+    stopPoint: () => stopPoint(opts.signal),
   };
   let decisions: SiteDecision[];
-  switch (cfg.method) {
-    case 'paper':
-      decisions = await paperSearch(ev, cfg, hooks);
-      break;
-    case 'uniform':
-      decisions = await uniformSearch(ev, cfg.keep, hooks);
-      break;
-    case 'teal':
-      decisions = await tealSearch(ev, model, cfg.targetSparsity, hooks);
-      break;
-    case 'none':
-      decisions = denseDecisions(ev, hooks);
-      break;
+  try {
+    switch (cfg.method) {
+      case 'paper':
+        decisions = await paperSearch(ev, cfg, hooks);
+        break;
+      case 'uniform':
+        decisions = await uniformSearch(ev, cfg.keep, hooks);
+        break;
+      case 'teal':
+        decisions = await tealSearch(ev, model, cfg.targetSparsity, hooks);
+        break;
+      case 'none':
+        decisions = denseDecisions(ev, hooks);
+        break;
+    }
+  } catch (e) {
+    if (!(e instanceof Stopped)) throw e;
+    ev.free();
+    throw new Interrupted(
+      `${done.length + decidedNow} of ${total} sites decided, saved in ${journalPath}`,
+      true,
+    );
   }
+  log('all sites decided; measuring the final and held-out losses');
   const finalLoss = await ev.loss();
   ev.free();
   const measured = await measureSparsity(model, data.windows);
   // Held-out loss, dense and with the thresholds, on documents calibration never saw.
   const heldOut = { windows: data.heldOut.length, denseLoss: Number.NaN, sparseLoss: Number.NaN };
   if (data.heldOut.length) {
-    heldOut.sparseLoss = await textLoss(model, data.heldOut);
-    heldOut.denseLoss = await withThresholds(model, new Float32Array(model.thresholds.length), () =>
-      textLoss(model, data.heldOut),
-    );
+    heldOut.sparseLoss = (await textLoss(model, data.heldOut)).meanNll;
+    const dense = new Float32Array(model.thresholds.length);
+    heldOut.denseLoss = (
+      await withThresholds(model, dense, () => textLoss(model, data.heldOut))
+    ).meanNll;
   }
 
   const plan: ThresholdsFile = {
     formatVersion: 1,
-    kind: 'actsparse.thresholds',
+    kind: THRESHOLDS_KIND,
     tool: source.tool,
     model: {
       file: source.file,
@@ -247,17 +259,12 @@ export async function calibrate(
       loss: Number.isFinite(d.loss) ? d.loss : null,
     })),
   };
-  const csv = ['block,site,k,lambda,loss,ratio,accepted'];
-  for (const d of decisions) {
-    for (const c of d.candidates)
-      csv.push([c.block, c.site, c.k, c.lambda, c.loss, c.ratio, c.accepted].join(','));
-  }
-  writeAtomic(join(outDir, 'calibration.csv'), `${csv.join('\n')}\n`);
-  writeAtomic(
-    join(outDir, 'config.json'),
-    `${JSON.stringify({ formatVersion: 1, ...cfg }, null, 2)}\n`,
+  writeCalibrationCsv(
+    join(outDir, 'calibration.csv'),
+    decisions.flatMap((d) => d.candidates),
   );
-  writeAtomic(join(outDir, 'thresholds.json'), `${JSON.stringify(plan, null, 2)}\n`);
+  writeCalibrationConfig(join(outDir, 'config.json'), cfg);
+  writeThresholds(join(outDir, 'thresholds.json'), plan);
   return { plan, decidedNow };
 }
 
@@ -310,10 +317,4 @@ function methodParams(cfg: CalibrationConfig): Record<string, unknown> {
     case 'none':
       return {};
   }
-}
-
-function writeAtomic(path: string, text: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
 }

@@ -8,80 +8,11 @@
  * backend: the loss is the fused log-softmax + NLL op summed into a tally, the
  * statistics are quantile sums in a tally; each evaluation reads back a few numbers.
  */
-import { type Batch, type LanguageModel, makeBatch, type SiteHook } from '../models/model.ts';
-import type { Buf, Tally } from '../tensor/backend.ts';
+import { BATCH_ROWS, tallyHeadNll, type WindowBatch, windowBatches } from '../models/loss.ts';
+import type { LanguageModel, SiteHook } from '../models/model.ts';
+import type { Buf } from '../tensor/backend.ts';
 import { quantileSorted } from '../tensor/reference.ts';
 import type { SearchEvaluator } from './search.ts';
-
-/** Rows (tokens) per batch: large enough for efficient products, small enough for memory. */
-export const BATCH_ROWS = 16384;
-/** Logit values computed at once by the head (the rest of the rows wait their turn). */
-const HEAD_VALUES = 1 << 24;
-
-/** Windows of ctx + 1 tokens cut into batches: inputs (the first ctx) and targets. */
-export interface WindowBatch {
-  batch: Batch;
-  /** The next token of every input row, packed like the batch. */
-  targets: Int32Array;
-}
-
-export function windowBatches(
-  model: LanguageModel,
-  windows: readonly (readonly number[])[],
-  maxRows = BATCH_ROWS,
-): WindowBatch[] {
-  const out: WindowBatch[] = [];
-  let group: (readonly number[])[] = [];
-  let rows = 0;
-  const flush = () => {
-    if (!group.length) return;
-    const batch = makeBatch(
-      model,
-      group.map((w) => w.slice(0, -1)),
-    );
-    const targets = new Int32Array(batch.seqs.rows);
-    let o = 0;
-    for (const w of group) {
-      for (let t = 1; t < w.length; t++) targets[o++] = w[t];
-    }
-    out.push({ batch, targets });
-    group = [];
-    rows = 0;
-  };
-  for (const w of windows) {
-    if (w.length < 2) continue;
-    if (rows + w.length - 1 > maxRows) flush();
-    group.push(w);
-    rows += w.length - 1;
-  }
-  flush();
-  return out;
-}
-
-/**
- * t[slot] += Σ −log p(target) over the rows of x [rows, d] (the last block's output),
- * the head run on at most HEAD_VALUES logits at a time. Logits are never read back.
- */
-export function tallyHeadNll(
-  model: LanguageModel,
-  t: Tally,
-  slot: number,
-  x: Buf,
-  targets: Int32Array,
-): void {
-  const be = model.backend;
-  const { nEmbd: d, nVocab: V } = model;
-  const rows = targets.length;
-  const chunk = Math.max(1, Math.floor(HEAD_VALUES / V));
-  for (let r0 = 0; r0 < rows; r0 += chunk) {
-    const n = Math.min(chunk, rows - r0);
-    const logits = model.head(be.view(x, r0 * d, n * d), n);
-    const ids = be.uploadIds(targets.subarray(r0, r0 + n));
-    be.tallyNll(t, logits, ids, slot, n, V);
-    be.free(ids);
-    be.free(logits);
-  }
-}
 
 export class ModelEvaluator implements SearchEvaluator {
   readonly nBlocks: number;
@@ -287,19 +218,5 @@ export class ModelEvaluator implements SearchEvaluator {
     }
     const sums = await be.readTally(t);
     return Array.from(sums, (s) => s / tokens);
-  }
-}
-
-/** Mean next-token NLL over windows of ctx + 1 tokens, every window from a fresh state. */
-export async function textLoss(
-  model: LanguageModel,
-  windows: readonly (readonly number[])[],
-  hook?: SiteHook,
-): Promise<number> {
-  const ev = new ModelEvaluator(model, windows, 'per-token', BATCH_ROWS, hook);
-  try {
-    return await ev.loss();
-  } finally {
-    ev.free();
   }
 }

@@ -10,6 +10,8 @@
  * (`teal` lives in teal.ts.)
  */
 
+import type { Candidate } from '../formats/calibration.ts';
+
 /** A value now, or once a backend has read it back. */
 export type Awaitable<T> = T | Promise<T>;
 
@@ -44,16 +46,7 @@ export interface PaperOptions {
 }
 
 /** One evaluated candidate: a row of calibration.csv. */
-export interface Candidate {
-  block: number;
-  site: string;
-  k: number;
-  lambda: number;
-  loss: number;
-  /** loss / base of the site's search. */
-  ratio: number;
-  accepted: boolean;
-}
+export type { Candidate };
 
 /** The decision for one site: a line of the journal and of thresholds.json. */
 export interface SiteDecision {
@@ -108,6 +101,8 @@ export interface SearchHooks {
   done?: readonly SiteDecision[];
   /** Called after every site with its decision (the caller journals it). */
   onSite?: (d: SiteDecision) => void;
+  /** Awaited before every loss evaluation; throws to stop the search (util/cancel.ts). */
+  stopPoint?: () => Promise<void>;
 }
 
 /** METHOD.md §3. Returns one decision per site, in search order. */
@@ -144,6 +139,7 @@ export async function paperSearch(
       const lambdas = await ev.thresholdsFor(g, grid);
       const candidates: Candidate[] = [];
       const tryK = async (i: number): Promise<boolean> => {
+        await hooks.stopPoint?.();
         const loss = await ev.lossWith(g, lambdas[i]);
         const ratio = loss / base;
         const accepted = ratio < o.lossInc;
@@ -214,6 +210,7 @@ export async function uniformSearch(
   for (let g = 0; g < ev.nBlocks * S; g++) {
     const site = ev.siteIds[g % S];
     const replay = hooks.done?.[g];
+    if (!replay) await hooks.stopPoint?.();
     const lambda = replay ? replay.lambda : (await ev.thresholdsFor(g, [keep]))[0];
     ev.commit(g, lambda);
     const d = replay ?? {

@@ -54,6 +54,7 @@ export async function tealSearch(
       for (let s = 0; s < S; s++) {
         if (level[s] + 1 >= LEVELS.length) continue;
         const lam = level.map((l, i) => table[i][i === s ? l + 1 : l]);
+        await hooks.stopPoint?.();
         const e = await ev.blockError(b, lam);
         trials.push({ s, e });
         // Error added per MAC made skippable: the ffn sites (4× MACs) are not penalised for size.

@@ -270,6 +270,18 @@ export function addMul(
     for (let i = 0; i < n; i++) out[i] = a[i] + b[i] * c[i];
     return;
   }
+  // The shorter operands all of one length L (vectors of `cols` over rows): row by row,
+  // no modulo per element.
+  const L = Math.min(al, bl, cl);
+  if ([al, bl, cl].every((m) => m === n || m === L) && n % L === 0) {
+    for (let o = 0; o < n; o += L) {
+      const oa = al === n ? o : 0;
+      const ob = bl === n ? o : 0;
+      const oc = cl === n ? o : 0;
+      for (let i = 0; i < L; i++) out[o + i] = a[oa + i] + b[ob + i] * c[oc + i];
+    }
+    return;
+  }
   for (let i = 0; i < n; i++) out[i] = a[i % al] + b[i % bl] * c[i % cl];
 }
 

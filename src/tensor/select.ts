@@ -111,14 +111,35 @@ function openGpu(software: boolean): Promise<WebGpuBackend | string> {
   return result;
 }
 
+export interface OpenBackendOptions {
+  /**
+   * The kernel families the model will run (`Architecture.families`): `auto` passes over
+   * WebGPU, with one notice, when it lacks one of them; an explicit `webgpu` refuses.
+   */
+  families?: readonly string[];
+  /** What needs the families, for messages (e.g. "RWKV-7"). */
+  what?: string;
+}
+
 /**
  * The backend named (js, wasm, native, webgpu) or, for `auto` (the default): WebGPU on
  * a GPU adapter, else the fastest CPU tier. An explicit `webgpu` may run on a CPU
  * software adapter (how the tests run without a GPU).
  */
-export async function openBackend(requested?: string): Promise<Backend> {
+export async function openBackend(
+  requested?: string,
+  opts: OpenBackendOptions = {},
+): Promise<Backend> {
   const name = requested ?? process.env.ACTSPARSE_BACKEND;
+  const what = opts.what ?? 'this model';
+  const lacking = (opts.families ?? []).find((f) => !WebGpuBackend.hasFamily(f));
   if (name === 'webgpu') {
+    if (lacking) {
+      throw new UserError(
+        `backend "webgpu" has no kernel for the "${lacking}" family that ${what} needs`,
+        'Use --backend auto (or native, wasm, js) to run it on the CPU.',
+      );
+    }
     const b = await openGpu(true);
     if (typeof b === 'string') {
       throw new UserError(
@@ -129,7 +150,11 @@ export async function openBackend(requested?: string): Promise<Backend> {
     return b;
   }
   if (name && name !== 'auto') return selectBackend(name);
-  if (mayHaveGpu()) {
+  if (mayHaveGpu() && lacking) {
+    backendNotices.push(
+      `not on WebGPU: it has no kernel for the "${lacking}" family that ${what} needs (running on the CPU)`,
+    );
+  } else if (mayHaveGpu()) {
     const b = await openGpu(false);
     // (A software adapter opened by an explicit request is not taken for auto.)
     if (typeof b !== 'string' && !b.rt.facts.software) return b;

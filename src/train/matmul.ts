@@ -12,6 +12,13 @@
  *  - `backendMatmul`: a CPU tier's only product, Y = X·Wᵀ, with transposed copies (Wᵀ once
  *    per optimizer step; Xᵀ and dYᵀ for every weight gradient);
  *  - `referenceMatmul`: plain TypeScript, float32 or float64 (gradient checks).
+ *
+ * Why the trainer does not run on the `Backend` interface the models use: training needs
+ * products with either operand transposed (dY·W, dYᵀ·X) and float64 for gradient checks,
+ * which the inference interface (Y = X·Wᵀ over prepared weights, float32 buffers) does
+ * not offer; and the trainer is a CPU tool for small models (it made the embedded
+ * 3 M-parameter one), so it calls the CPU tiers' kernels directly: the addon's general
+ * sgemm when built, else a tier's Y = X·Wᵀ with transposed copies.
  */
 import type { Linear } from '../tensor/backend.ts';
 import type { CpuKernels } from '../tensor/cpu.ts';

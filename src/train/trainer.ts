@@ -12,17 +12,22 @@
  * Byte-level: tokens are UTF-8 bytes, each document followed by a 0 byte. Training windows
  * of ctx + 1 bytes start at seeded random offsets in the training documents; the held-out
  * documents (the corpus's last tenth, `splitDocuments`) are never trained on and give
- * the held-out loss on fixed windows.
+ * the held-out loss on fixed windows (the text windows of data/windows.ts, as every
+ * command scores a text). The products go through train/matmul.ts (which says why not
+ * through the models' Backend).
  */
 import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { UserError } from '../errors.ts';
-import { loadCorpus, splitDocuments, tokenizeDocuments, tokenWindows } from '../eval/documents.ts';
+import { loadCorpus, splitDocuments, tokenizeDocuments } from '../data/documents.ts';
+import { textWindows } from '../data/windows.ts';
+import { Interrupted, UserError } from '../errors.ts';
 import { openSafetensors, writeAll, writeAtomically, writeSafetensors } from '../io/safetensors.ts';
 import { ByteTokenizer } from '../io/tokenizer.ts';
 import type { Rwkv4Config } from '../models/rwkv4.ts';
+import { Stopped, stopPoint } from '../util/cancel.ts';
+import { oneLine } from '../util/files.ts';
 import { type AdamWConfig, adamwUpdate, clipGradNorm, learningRate } from './adamw.ts';
 import type { Matmul } from './matmul.ts';
 import { dataParallel, type GradEngine, sharedF32, singleThread } from './parallel.ts';
@@ -170,8 +175,9 @@ export function loadTrainData(cfg: TrainConfig): TrainData {
     split.heldOut.map((d) => d.text),
     tok,
   );
-  // Windows spread evenly over the held-out text.
-  const all = tokenWindows(held, cfg.ctx + 1, Number.POSITIVE_INFINITY);
+  // The text windows of the one text loss (data/windows.ts), full-length ones (the
+  // trainer's batches are ctx wide), spread evenly over the held-out text.
+  const all = textWindows(held, cfg.ctx).filter((w) => w.length === cfg.ctx + 1);
   const n = Math.min(cfg.evalWindows, all.length);
   const heldOut = Array.from({ length: n }, (_, i) =>
     Uint8Array.from(all[Math.floor((i * all.length) / n)]),
@@ -213,6 +219,11 @@ export interface TrainOptions {
   /** The products of a one-thread run (default: the fastest available). */
   matmul?: Matmul;
   onStep?: (p: TrainProgress) => void;
+  /**
+   * Checked after every step: when aborted, the run saves a checkpoint at that step and
+   * throws `Interrupted` (`resume` continues from it, as after `stopAfter`).
+   */
+  signal?: AbortSignal;
 }
 
 export interface TrainResult {
@@ -244,7 +255,11 @@ export function modelConfig(cfg: TrainConfig): Rwkv4Config {
   return { nLayer: cfg.layers, nEmbd: cfg.embd, nVocab: 256, nFfn: cfg.ffn };
 }
 
-export function train(cfgIn: TrainConfig, out: string, opts: TrainOptions = {}): TrainResult {
+export async function train(
+  cfgIn: TrainConfig,
+  out: string,
+  opts: TrainOptions = {},
+): Promise<TrainResult> {
   const cfg = TrainConfig.parse(cfgIn);
   mkdirSync(out, { recursive: true });
   const statePath = join(out, FILES.state);
@@ -292,7 +307,7 @@ export function train(cfgIn: TrainConfig, out: string, opts: TrainOptions = {}):
       ? dataParallel(params, cfg.batch, cfg.ctx)
       : singleThread(params, opts.matmul);
   try {
-    return loop(run, engine, opts);
+    return await loop(run, engine, opts);
   } finally {
     engine.close();
   }
@@ -312,7 +327,7 @@ interface RunState {
   step: number;
 }
 
-function loop(run: RunState, engine: GradEngine, opts: TrainOptions): TrainResult {
+async function loop(run: RunState, engine: GradEngine, opts: TrainOptions): Promise<TrainResult> {
   const { cfg, out, data, params, m1, m2, rng, log } = run;
   const grads = new ParamSet(params.config, (n) => new Float32Array(n));
   const adam: AdamWConfig = {
@@ -379,6 +394,16 @@ function loop(run: RunState, engine: GradEngine, opts: TrainOptions): TrainResul
       elapsedSeconds: row.elapsedSeconds,
       etaSeconds: (cfg.steps - step) / rate,
     });
+    try {
+      await stopPoint(opts.signal);
+    } catch (e) {
+      if (!(e instanceof Stopped)) throw e;
+      if (step % cfg.saveEvery !== 0 && step !== stopAt) saveCheckpoint(run);
+      throw new Interrupted(
+        `checkpoint at step ${step} of ${cfg.steps} saved in ${out} (weights, optimizer, loss.csv)`,
+        true,
+      );
+    }
   }
 
   const step = run.step;
@@ -450,7 +475,7 @@ function parseState(path: string): TrainState {
   try {
     raw = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    throw new UserError(`${path}: not readable JSON (${(e as Error).message})`);
+    throw new UserError(`${path}: not readable JSON (${oneLine((e as Error).message)})`);
   }
   const parsed = TrainState.safeParse(raw);
   if (!parsed.success) {

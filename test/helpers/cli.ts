@@ -1,5 +1,6 @@
-/** Runs a command in-process (`['calibrate', model, …]`) and returns what it wrote. */
+/** Runs a command in-process (`['calibrate', model, …]`) and returns what it wrote; errors propagate. */
 import { commands } from '../../src/cli/commands/index.ts';
+import { invoke } from '../../src/cli/dispatch.ts';
 import type { Io } from '../../src/cli/io.ts';
 
 export async function runCommand(args: string[]): Promise<{ out: string; err: string }> {
@@ -7,7 +8,7 @@ export async function runCommand(args: string[]): Promise<{ out: string; err: st
   let err = '';
   const io: Io = {
     out: (s) => {
-      out += s;
+      out += typeof s === 'string' ? s : Buffer.from(s).toString('latin1');
     },
     err: (s) => {
       err += s;
@@ -16,6 +17,6 @@ export async function runCommand(args: string[]): Promise<{ out: string; err: st
   };
   const cmd = commands.find((c) => c.name === args[0]);
   if (!cmd) throw new Error(`no command ${args[0]}`);
-  await cmd.run(args.slice(1), io);
+  await invoke(cmd, args.slice(1), io);
   return { out, err };
 }

@@ -6,13 +6,14 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hwCommand } from '../../src/cli/commands/hw.ts';
+import { invoke } from '../../src/cli/dispatch.ts';
 import type { Io } from '../../src/cli/io.ts';
+import type { ThresholdsFile } from '../../src/formats/thresholds.ts';
 import { memoryCheckpoint } from '../../src/io/memory.ts';
 import { loadTokenizer } from '../../src/io/tokenizer.ts';
 import { randomRwkv4 } from '../../src/models/random.ts';
 import { Rwkv4 } from '../../src/models/rwkv4.ts';
 import { type CalibrationConfig, calibrate } from '../../src/sparsity/calibrate.ts';
-import type { ThresholdsFile } from '../../src/sparsity/plan.ts';
 import { jsBackend } from '../../src/tensor/select.ts';
 import { rng } from '../../src/util/random.ts';
 
@@ -82,7 +83,7 @@ export async function makeReportRuns(root: string): Promise<ReportRuns> {
     })
   ).plan;
 
-  await hwCommand.run([full, '--profile', 'seneca', '--json', join(full, 'hw.json')], quietIo);
+  await invoke(hwCommand, [full, '--profile', 'seneca', '--json', join(full, 'hw.json')], quietIo);
 
   const metrics = (i: 0 | 1) => ({
     piqa: { acc: ACC.piqa[i], acc_stderr: 0.01 },

@@ -1,6 +1,7 @@
 /**
- * The one place tests find `../shared/data`. Without it, tests that need it are
- * skipped with a visible reason, except under CI=true, where a missing folder fails.
+ * The one place tests find the shared reference data: $ACTSPARSE_SHARED_DATA, else
+ * `../shared/data` beside the project. Without it, tests that need it are skipped with a
+ * visible reason naming the variable, except under CI=true, where a missing folder fails.
  */
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,7 +18,9 @@ export function needsShared(...relPaths: string[]): { skip: string | false } {
   if (process.env.CI === 'true') {
     throw new Error(`shared test data missing under CI: ${missing}`);
   }
-  return { skip: `shared test data not found: ${missing}` };
+  return {
+    skip: `shared test data not found: ${missing} (set ACTSPARSE_SHARED_DATA to the folder holding it)`,
+  };
 }
 
 /** Absolute path of a file under ../shared/data. */

@@ -1,82 +1,186 @@
 import { resolve } from 'node:path';
-import { UserError } from '../../errors.ts';
+import { formatText } from '../../formats/read.ts';
+import { ThresholdsFile } from '../../formats/thresholds.ts';
 import { sha256OfPath } from '../../io/hash.ts';
 import { type CalibrationConfig, calibrate } from '../../sparsity/calibrate.ts';
-import { modelOptions, num, parse, positionals, str } from '../args.ts';
-import { openModel } from '../common.ts';
+import { toolVersion } from '../../version.ts';
+import {
+  backendOption,
+  checkJson,
+  contextLength,
+  ctxOption,
+  forceOption,
+  jsonOption,
+  MODEL,
+  openModel,
+  tokenizerOption,
+} from '../common.ts';
 import type { Command } from '../io.ts';
+import { humanOut, prepareRunFolder, writeOutput } from '../output.ts';
 import { progress } from '../progress.ts';
-import { toolVersion } from '../version.ts';
 
-const usage =
-  'actsparse calibrate <model> --out DIR [--data brown|FILE] [--method paper|uniform|teal|none] [--loss-inc 1.0005] ' +
-  '[--grid linear|exp] [--start-k 0.9] [--k-num 10] [--faithful] [--keep 0.5] [--target-sparsity 0.5] ' +
-  '[--statistic per-token|pooled] [--docs 64] [--ctx 1024] [--windows 64] [--seed 42] [--resume]';
-
-function choice<T extends string>(
-  p: ReturnType<typeof parse>,
-  name: string,
-  values: readonly T[],
-  def: T,
-): T {
-  const v = str(p, name) ?? def;
-  if (!values.includes(v as T))
-    throw new UserError(`--${name} ${v}: expected one of ${values.join(', ')}`);
-  return v as T;
-}
+/** The files of a calibration run (src/sparsity/calibrate.ts). */
+const CALIBRATION_FILES = ['journal.jsonl', 'thresholds.json', 'calibration.csv', 'config.json'];
 
 export const calibrateCommand: Command = {
   name: 'calibrate',
   summary: 'choose a threshold per site on calibration data (the paper’s search, uniform, TEAL)',
-  usage,
-  async run(args, io) {
-    const p = parse(
-      'calibrate',
-      args,
-      {
-        ...modelOptions,
-        out: { type: 'string' },
-        data: { type: 'string' },
-        method: { type: 'string' },
-        'loss-inc': { type: 'string' },
-        grid: { type: 'string' },
-        'start-k': { type: 'string' },
-        'k-num': { type: 'string' },
-        faithful: { type: 'boolean' },
-        keep: { type: 'string' },
-        'target-sparsity': { type: 'string' },
-        statistic: { type: 'string' },
-        docs: { type: 'string' },
-        ctx: { type: 'string' },
-        windows: { type: 'string' },
-        seed: { type: 'string' },
-        resume: { type: 'boolean' },
-      },
-      usage,
-    );
-    const [path] = positionals(p, 1, usage);
-    if (str(p, 'thresholds'))
-      throw new UserError('calibrate starts from the dense model; --thresholds does not apply');
-    const out = str(p, 'out');
-    if (!out) throw new UserError('calibrate: --out DIR is required', `Usage: ${usage}`);
-    const cfg: CalibrationConfig = {
-      method: choice(p, 'method', ['paper', 'uniform', 'teal', 'none'] as const, 'paper'),
-      data: str(p, 'data') ?? 'brown',
-      docs: num(p, 'docs', 64, { min: 1, integer: true }),
-      ctx: num(p, 'ctx', 1024, { min: 1, max: 1 << 20, integer: true }),
-      windows: num(p, 'windows', 64, { min: 1, integer: true }),
-      seed: num(p, 'seed', 42, { min: 0, max: 2 ** 32 - 1, integer: true }),
-      statistic: choice(p, 'statistic', ['per-token', 'pooled'] as const, 'per-token'),
-      lossInc: num(p, 'loss-inc', 1.0005, { min: 1, max: 10 }),
-      grid: choice(p, 'grid', ['linear', 'exp'] as const, 'linear'),
-      startK: num(p, 'start-k', 0.9, { min: 0.01, max: 1 }),
-      kNum: num(p, 'k-num', 10, { min: 1, max: 100, integer: true }),
-      faithful: !!p.values.faithful,
-      keep: num(p, 'keep', 0.5, { min: 0, max: 1 }),
-      targetSparsity: num(p, 'target-sparsity', 0.5, { min: 0, max: 0.95 }),
-    };
-    const { model, tokenizer, ckpt } = await openModel(path, p);
+  description:
+    'Chooses the threshold λ of every site (the input of each linear layer) on calibration windows, block by block. The paper’s method tries keep-fractions K from --start-k down and keeps the smallest whose loss stays within --loss-inc of the loss before the site. Writes thresholds.json, calibration.csv (every candidate tried) and config.json into --out, journaling each decided site so that an interrupted run continues with --resume.',
+  stoppable: true,
+  positionals: [MODEL],
+  options: [
+    {
+      name: 'out',
+      type: 'string',
+      value: 'DIR',
+      required: true,
+      help: 'The run folder: thresholds.json, calibration.csv, config.json, journal.jsonl.',
+    },
+    {
+      name: 'data',
+      type: 'string',
+      value: 'brown|FILE',
+      default: 'brown',
+      help: 'Calibration text: the built-in Brown corpus, or a .txt / .jsonl file (its last tenth is held out).',
+    },
+    {
+      name: 'method',
+      type: 'choice',
+      value: 'NAME',
+      choices: ['paper', 'uniform', 'teal', 'none'],
+      default: 'paper',
+      help: 'paper: the loss-bounded search of arXiv 2501.16337; uniform: the same K at every site; teal: TEAL’s greedy block allocation; none: dense (natural zeros only).',
+    },
+    {
+      name: 'loss-inc',
+      type: 'number',
+      min: 1,
+      max: 10,
+      default: 1.0005,
+      help: 'paper: the largest loss ratio a site may add (1.0005 = +0.05%).',
+    },
+    {
+      name: 'grid',
+      type: 'choice',
+      value: 'NAME',
+      choices: ['linear', 'exp'],
+      default: 'linear',
+      help: 'paper: keep-fractions K tried, evenly spaced (linear) or geometric (exp).',
+    },
+    {
+      name: 'start-k',
+      type: 'number',
+      min: 0.01,
+      max: 1,
+      default: 0.9,
+      help: 'paper: the first (largest) keep-fraction tried.',
+    },
+    {
+      name: 'k-num',
+      type: 'integer',
+      min: 1,
+      max: 100,
+      default: 10,
+      help: 'paper: how many keep-fractions the grid has.',
+    },
+    {
+      name: 'faithful',
+      type: 'boolean',
+      help: 'paper: reproduce the authors’ code exactly, quirks included (METHOD.md §3).',
+    },
+    {
+      name: 'keep',
+      type: 'number',
+      min: 0,
+      max: 1,
+      default: 0.5,
+      help: 'uniform: the keep-fraction K at every site.',
+    },
+    {
+      name: 'target-sparsity',
+      type: 'number',
+      min: 0,
+      max: 0.95,
+      default: 0.5,
+      help: 'teal: the MAC-weighted share of zeros to reach in every block.',
+    },
+    {
+      name: 'statistic',
+      type: 'choice',
+      value: 'NAME',
+      choices: ['per-token', 'pooled'],
+      default: 'per-token',
+      help: 'How λ is read from a keep-fraction: the mean of per-token quantiles of |x| (the authors’), or one quantile over all tokens.',
+    },
+    {
+      name: 'docs',
+      type: 'integer',
+      min: 1,
+      default: 64,
+      help: 'Calibration documents drawn (seeded) from the data.',
+    },
+    ctxOption('calibration'),
+    {
+      name: 'windows',
+      type: 'integer',
+      min: 1,
+      default: 64,
+      help: 'Calibration windows of ctx + 1 tokens.',
+    },
+    {
+      name: 'seed',
+      type: 'integer',
+      min: 0,
+      max: 2 ** 32 - 1,
+      default: 42,
+      help: 'Seed of the document sample.',
+    },
+    {
+      name: 'resume',
+      type: 'boolean',
+      help: 'Continue the interrupted run in --out (the same command otherwise).',
+    },
+    forceOption,
+    tokenizerOption,
+    backendOption,
+    jsonOption('thresholds.json'),
+  ],
+  examples: [
+    'actsparse calibrate models/rwkv4-brown-3m.safetensors --out runs/cal --docs 16 --ctx 512 --windows 16',
+    'actsparse calibrate RWKV-4-Pile-430M.pth --data minipile.jsonl --loss-inc 1.001 --out runs/430m',
+  ],
+  async run(a, io) {
+    const [path] = a.positionals;
+    const out = a.str('out')!;
+    const json = checkJson(a, io);
+    const say = humanOut(io, json);
+    const start = prepareRunFolder(out, {
+      option: '--out',
+      what: 'a calibration',
+      files: CALIBRATION_FILES,
+      force: a.flag('force'),
+      resume: a.flag('resume'),
+    });
+    if (start) io.err(`${start}\n`);
+    const { model, tokenizer, ckpt } = await openModel(path, a, io);
     ckpt.close();
+    const cfg: CalibrationConfig = {
+      method: a.str('method') as CalibrationConfig['method'],
+      data: a.str('data')!,
+      docs: a.num('docs')!,
+      ctx: contextLength(a, model),
+      windows: a.num('windows')!,
+      seed: a.num('seed')!,
+      statistic: a.str('statistic') as CalibrationConfig['statistic'],
+      lossInc: a.num('loss-inc')!,
+      grid: a.str('grid') as CalibrationConfig['grid'],
+      startK: a.num('start-k')!,
+      kNum: a.num('k-num')!,
+      faithful: a.flag('faithful'),
+      keep: a.num('keep')!,
+      targetSparsity: a.num('target-sparsity')!,
+    };
     const t0 = performance.now();
     const { plan, decidedNow } = await calibrate(
       model,
@@ -84,7 +188,12 @@ export const calibrateCommand: Command = {
       { file: resolve(path), fileSha256: sha256OfPath(path), tool: toolVersion() },
       cfg,
       out,
-      { resume: !!p.values.resume, onProgress: progress(io, `calibrate ${cfg.method}`) },
+      {
+        resume: a.flag('resume'),
+        onProgress: progress(io, `calibrate ${cfg.method}`),
+        log: (line) => io.err(`calibrate: ${line}\n`),
+        signal: io.signal,
+      },
     );
     const s = (performance.now() - t0) / 1000;
     const r = plan.results;
@@ -102,7 +211,7 @@ export const calibrateCommand: Command = {
     for (const id of plan.model.sitesPerBlock) {
       const rows = plan.sites.filter((x) => x.site === id);
       const mean = (f: (x: (typeof rows)[number]) => number) =>
-        rows.reduce((a, x) => a + f(x), 0) / rows.length;
+        rows.reduce((acc, x) => acc + f(x), 0) / rows.length;
       lines.push(
         `  ${id.padEnd(16)} ${pct(mean((x) => x.sparsity)).padStart(6)}  (natural ${pct(mean((x) => x.naturalSparsity))}, K ${rows.map((x) => x.k).join(' ')})`,
       );
@@ -113,6 +222,7 @@ export const calibrateCommand: Command = {
         `the authors' way: ${(w.authorsBlockTokens / 1e6).toFixed(2)} M (${(w.authorsBlockTokens / w.blockTokens).toFixed(2)}×)`,
       `wrote ${out}/thresholds.json, calibration.csv, config.json (${decidedNow} sites decided in ${s.toFixed(1)} s${decidedNow < plan.sites.length ? `, ${plan.sites.length - decidedNow} from the journal` : ''})`,
     );
-    io.out(`${lines.join('\n')}\n`);
+    say(`${lines.join('\n')}\n`);
+    if (json) writeOutput(io, json, formatText(ThresholdsFile, plan, 'thresholds.json'));
   },
 };

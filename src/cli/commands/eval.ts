@@ -1,236 +1,212 @@
-import { existsSync, mkdirSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
 import { UserError } from '../../errors.ts';
-import { brownDocuments } from '../../eval/brown.ts';
+import type { EvalRun, TaskInput } from '../../eval/evaluate.ts';
+import { chanceAccuracy, resolveTasks, resolveTexts, runEval } from '../../eval/run.ts';
+import { BUILT_IN_TASKS, getTask, TASKS } from '../../eval/tasks/registry.ts';
+import { formatText } from '../../formats/read.ts';
+import { EvalResults } from '../../formats/results.ts';
 import {
-  readDocuments,
-  splitDocuments,
-  tokenizeDocuments,
-  tokenWindows,
-} from '../../eval/documents.ts';
-import { type EvalRun, evaluate, type TaskInput, type TextInput } from '../../eval/evaluate.ts';
-import { getTask, resolveTaskPath, TASKS } from '../../eval/tasks/registry.ts';
-import { withThresholds } from '../../models/model.ts';
-import { modelFacts } from '../../sparsity/plan.ts';
-import { modelOptions, num, parse, positionals, str } from '../args.ts';
-import { openModel } from '../common.ts';
+  backendOption,
+  checkJson,
+  contextLength,
+  ctxOption,
+  forceOption,
+  jsonOption,
+  MODEL,
+  openModel,
+  table,
+  thresholdsOption,
+  tokenizerOption,
+} from '../common.ts';
 import type { Command } from '../io.ts';
-import { writeFileAtomic } from '../output.ts';
+import { humanOut, prepareRunFolder, writeOutput } from '../output.ts';
 import { progress } from '../progress.ts';
-import { toolVersion } from '../version.ts';
-
-const usage =
-  'actsparse eval <model> --out DIR [--thresholds FILE] [--tasks piqa,arc_easy,…|all] [--task-dir DIR] [--limit N] ' +
-  '[--text FILE|brown …] [--ctx 1024] [--windows 64] [--log-samples]';
-
-/** The shared task folder of the development layout (../shared/data/tasks beside the project). */
-function defaultTaskDir(): string | undefined {
-  if (process.env.ACTSPARSE_TASK_DIR) return process.env.ACTSPARSE_TASK_DIR;
-  const dir = resolve(dirname(fileURLToPath(import.meta.url)), '../../../../shared/data/tasks');
-  return existsSync(dir) ? dir : undefined;
-}
 
 export const evalCommand: Command = {
   name: 'eval',
   summary:
     'zero-shot accuracy (lm-evaluation-harness scoring) and held-out loss, dense and with thresholds',
-  usage,
-  async run(args, io) {
-    const p = parse(
-      'eval',
-      args,
-      {
-        ...modelOptions,
-        out: { type: 'string' },
-        tasks: { type: 'string' },
-        'task-dir': { type: 'string' },
-        limit: { type: 'string' },
-        text: { type: 'string', multiple: true },
-        ctx: { type: 'string' },
-        windows: { type: 'string' },
-        'log-samples': { type: 'boolean' },
-      },
-      usage,
-    );
-    const [path] = positionals(p, 1, usage);
-    const out = str(p, 'out');
-    if (!out) throw new UserError('eval: --out DIR is required', `Usage: ${usage}`);
-    const limit = num(p, 'limit', Number.POSITIVE_INFINITY, { min: 1, integer: true });
-    const ctx = num(p, 'ctx', 1024, { min: 1, integer: true });
-    const maxWindows = num(p, 'windows', 64, { min: 1, integer: true });
-    const taskDir = str(p, 'task-dir') ?? defaultTaskDir();
-    const texts = (p.values.text as string[] | undefined) ?? [];
-
-    // Tasks: the named ones (their data must be found), or every task whose data is there.
-    const requested = str(p, 'tasks');
+  description:
+    'Scores zero-shot tasks as lm-evaluation-harness 0.4 does (log-likelihood of each choice; acc, acc_norm, perplexity) and the loss of held-out texts, with the thresholds and dense. Writes results.json (lm-eval’s layout) into --out, and each finished task as it goes (journal.jsonl): an interrupted run continues with --resume and ends with the same results.json.',
+  stoppable: true,
+  positionals: [MODEL],
+  options: [
+    {
+      name: 'out',
+      type: 'string',
+      value: 'DIR',
+      required: true,
+      help: 'The run folder: results.json, journal.jsonl, samples_<task>.jsonl.',
+    },
+    thresholdsOption,
+    {
+      name: 'tasks',
+      type: 'string',
+      value: 'LIST|all',
+      help: `Comma-separated tasks: ${[...Object.keys(TASKS), ...Object.keys(BUILT_IN_TASKS)].join(', ')} (the last ${Object.keys(BUILT_IN_TASKS).length} are built in and need no data). all: every lm-eval task whose data is in --task-dir.`,
+      defaultText: 'all',
+    },
+    {
+      name: 'task-dir',
+      type: 'string',
+      value: 'DIR',
+      help: 'Folder with the task data files (the README lists the layouts accepted).',
+      defaultText: '$ACTSPARSE_TASK_DIR',
+    },
+    {
+      name: 'limit',
+      type: 'number',
+      above: 0,
+      value: 'N|FRACTION',
+      help: 'Only the first N items of each task, or a fraction below 1 of them (as lm-eval’s --limit).',
+      defaultText: 'every item',
+    },
+    {
+      name: 'text',
+      type: 'string',
+      value: 'FILE|brown',
+      multiple: true,
+      help: 'A held-out text to measure the loss on: a .txt / .jsonl file, or brown (the held-out Brown documents cn18…cr09).',
+    },
+    ctxOption('a held-out text'),
+    {
+      name: 'windows',
+      type: 'integer',
+      min: 1,
+      default: 64,
+      help: 'Windows scored per held-out text (the first ones).',
+    },
+    {
+      name: 'log-samples',
+      type: 'boolean',
+      help: 'Also write samples_<task>.jsonl: every item’s requests and scores.',
+    },
+    {
+      name: 'resume',
+      type: 'boolean',
+      help: 'Continue the interrupted run in --out (the same command otherwise).',
+    },
+    forceOption,
+    tokenizerOption,
+    backendOption,
+    jsonOption('results.json'),
+  ],
+  examples: [
+    'actsparse eval models/rwkv4-brown-3m.safetensors --tasks brown_next_word --text brown --thresholds runs/cal --out runs/cal/eval',
+    'actsparse eval RWKV-4-Pile-430M.pth --task-dir tasks/ --tasks piqa,arc_easy --limit 0.1 --thresholds runs/430m --out runs/430m/eval',
+  ],
+  async run(a, io) {
+    const [path] = a.positionals;
+    const out = a.str('out')!;
+    const limit = a.num('limit');
+    if (limit !== undefined && limit > 1 && !Number.isInteger(limit))
+      throw new UserError(`--limit ${limit}: a whole number of items, or a fraction below 1`);
+    const taskDir = a.str('task-dir') ?? process.env.ACTSPARSE_TASK_DIR;
+    const texts = a.list('text');
+    // Without --tasks: every lm-eval task with data, unless only texts were asked for.
+    const requested = a.str('tasks') ?? (texts.length ? '' : 'all');
     const names =
-      !requested || requested === 'all'
-        ? Object.keys(TASKS)
-        : requested.split(',').map((s) => s.trim());
-    const tasks: TaskInput[] = [];
-    for (const name of names) {
-      const task = getTask(name);
-      if (task.builtIn) {
-        tasks.push({ name, items: task.load('').slice(0, limit) });
-        continue;
-      }
-      const file = taskDir ? resolveTaskPath(task, taskDir) : null;
-      if (!file || !existsSync(file)) {
-        if (requested && requested !== 'all') {
-          throw new UserError(
-            `no data for task ${name}${taskDir ? ` in ${taskDir}` : ''}`,
-            'Give --task-dir with the task files (see the README for the layouts accepted).',
-          );
-        }
-        io.err(`skipping ${name}: no data${taskDir ? ` in ${taskDir}` : ' (no --task-dir)'}\n`);
-        continue;
-      }
-      tasks.push({ name, items: task.load(file).slice(0, limit) });
+      requested === 'all'
+        ? 'all'
+        : requested
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean);
+    if (names !== 'all') for (const n of names) getTask(n);
+    if (names !== 'all' && names.length === 0 && texts.length === 0) {
+      throw new UserError(
+        'nothing to evaluate',
+        'Give --tasks (a built-in one such as brown_next_word, or others with --task-dir), or --text FILE (or --text brown).',
+      );
+    }
+    const json = checkJson(a, io);
+    const say = humanOut(io, json);
+    const start = prepareRunFolder(out, {
+      option: '--out',
+      what: 'an evaluation',
+      files: ['journal.jsonl', 'results.json'],
+      pattern: /^samples_.*\.jsonl$/,
+      force: a.flag('force'),
+      resume: a.flag('resume'),
+    });
+    if (start) io.err(`${start}\n`);
+    const { tasks, skipped } = resolveTasks(names, taskDir, limit);
+    if (skipped.length) {
+      const where = taskDir ? `in ${taskDir}` : '(no --task-dir)';
+      io.err(`skipping ${skipped.length} task(s) without data ${where}: ${skipped.join(', ')}\n`);
     }
     if (tasks.length === 0 && texts.length === 0) {
       throw new UserError(
-        'eval: nothing to evaluate',
-        'Give --tasks with --task-dir, or --text FILE (or --text brown).',
+        `no task has data${taskDir ? ` in ${taskDir}` : ' (no --task-dir)'}, and no --text`,
+        'Give --task-dir with the task files, a built-in task (--tasks brown_next_word), or --text FILE.',
       );
     }
 
-    const { model, tokenizer, ckpt } = await openModel(path, p);
+    const { model, tokenizer, ckpt } = await openModel(path, a, io);
     ckpt.close();
-    const textInputs: TextInput[] = texts.map((t) => {
-      const docs =
-        t === 'brown'
-          ? splitDocuments(brownDocuments(), 0, 0).heldOut.map((d) => d.text)
-          : readDocuments(t);
-      const windows = tokenWindows(tokenizeDocuments(docs, tokenizer), ctx + 1, maxWindows);
-      if (windows.length === 0)
-        throw new UserError(
-          `${t}: shorter than one window of ${ctx + 1} tokens`,
-          'Use a smaller --ctx.',
-        );
-      return { name: t === 'brown' ? 'brown (held-out cn18…cr09)' : t, windows };
-    });
-
-    const bar = (label: string) => progress(io, label);
-    const runOnce = (label: string): Promise<EvalRun> => {
-      let current = '';
-      let report = bar(label);
-      return evaluate(model, tokenizer, tasks, textInputs, (name, d, n) => {
-        if (name !== current) {
-          current = name;
-          report = bar(`${label} ${name}`);
-        }
-        if (d === n || d % 50 === 0) report(d, n);
-      });
-    };
-    const sparseLambda = Float32Array.from(model.thresholds);
-    const hasThresholds = sparseLambda.some((l) => l > 0);
-    let dense: EvalRun;
-    let sparse: EvalRun | null = null;
-    if (hasThresholds) {
-      sparse = await runOnce('sparse');
-      dense = await withThresholds(model, new Float32Array(sparseLambda.length), () =>
-        runOnce('dense'),
-      );
-    } else {
-      dense = await runOnce('dense');
-    }
-
-    mkdirSync(out, { recursive: true });
-    const metricsOf = (r: EvalRun) =>
-      Object.fromEntries(Object.entries(r.tasks).map(([k, v]) => [k, v.metrics]));
-    const textOf = (r: EvalRun) =>
-      Object.fromEntries(
-        Object.entries(r.texts).map(([k, v]) => [
-          k,
-          { meanNll: v.meanNll, perplexity: v.perplexity, tokens: v.tokens },
-        ]),
-      );
-    const sites = model.sites.perBlock;
-    const result = {
-      formatVersion: 1,
-      kind: 'actsparse.eval',
-      // lm-eval's layout: results of the model as evaluated (with thresholds when given).
-      results: metricsOf(sparse ?? dense),
-      versions: Object.fromEntries(tasks.map((t) => [t.name, 0])),
-      heldOut: textOf(sparse ?? dense),
-      sparsity: {
-        macWeighted: (sparse ?? dense).macWeightedSparsity,
-        naturalMacWeighted: dense.macWeightedSparsity,
-        perSite: (sparse ?? dense).siteSparsity.map((z, g) => ({
-          block: Math.floor(g / sites.length),
-          site: sites[g % sites.length].id,
-          sparsity: z,
-          naturalSparsity: dense.siteSparsity[g],
-        })),
-      },
-      dense: sparse ? { results: metricsOf(dense), heldOut: textOf(dense) } : null,
-      model: { file: resolve(path), ...modelFacts(model) },
-      config: {
+    const ctx = contextLength(a, model);
+    const maxWindows = a.num('windows')!;
+    const units = [...tasks, ...resolveTexts(texts, tokenizer, ctx, maxWindows)];
+    const thresholds = a.str('thresholds');
+    let report = progress(io, 'eval');
+    let current = '';
+    const outcome = await runEval(
+      model,
+      tokenizer,
+      units,
+      {
         model: resolve(path),
-        thresholds: str(p, 'thresholds') ? resolve(str(p, 'thresholds')!) : null,
+        thresholds: thresholds ? resolve(thresholds) : null,
         tasks: tasks.map((t) => t.name),
         taskDir: taskDir ? resolve(taskDir) : null,
-        limit: Number.isFinite(limit) ? limit : null,
-        items: Object.fromEntries(tasks.map((t) => [t.name, t.items.length])),
+        limit: limit ?? null,
         texts,
         ctx,
         windows: maxWindows,
-        tokenizer: `${tokenizer.kind} (${tokenizer.source})`,
-        backend: model.backend.description,
-        stderr:
-          'sample standard deviation / sqrt(n) (lm-eval bootstraps some metrics; this is the simple estimate)',
+        logSamples: a.flag('log-samples'),
       },
-      timing: Object.fromEntries(
-        [
-          ...Object.entries((sparse ?? dense).tasks),
-          ...Object.entries((sparse ?? dense).texts),
-        ].map(([k, v]) => [k, { seconds: v.seconds }]),
-      ),
-      tool: toolVersion(),
-    };
-    writeFileAtomic(join(out, 'results.json'), `${JSON.stringify(result, null, 2)}\n`);
-    if (p.values['log-samples']) {
-      for (const t of tasks) {
-        const r = (sparse ?? dense).tasks[t.name];
-        const lines = t.items.map((it, i) =>
-          JSON.stringify({
-            index: it.index,
-            kind: it.kind,
-            gold: it.gold,
-            requests: it.requests,
-            scores: r.scores[i],
-            ...(sparse ? { denseScores: dense.tasks[t.name].scores[i] } : {}),
-          }),
-        );
-        writeFileAtomic(join(out, `samples_${t.name}.jsonl`), `${lines.join('\n')}\n`);
-      }
-    }
-    io.out(summary(tasks, dense, sparse));
-    io.err(
-      `wrote ${join(out, 'results.json')}${p.values['log-samples'] ? ' and samples_<task>.jsonl' : ''}\n`,
+      out,
+      {
+        resume: a.flag('resume'),
+        signal: io.signal,
+        onUnit: (pass, unit, replayed) => {
+          if (replayed) io.err(`${pass} ${unit}: from the journal\n`);
+        },
+        onProgress: (pass, unit, d, n) => {
+          if (current !== `${pass} ${unit}`) {
+            current = `${pass} ${unit}`;
+            report = progress(io, current);
+          }
+          if (d === n || d % 50 === 0) report(d, n);
+        },
+      },
     );
+    say(summary(tasks, outcome.dense, outcome.sparse));
+    io.err(
+      `wrote ${join(out, 'results.json')}${a.flag('log-samples') ? ' and samples_<task>.jsonl' : ''}\n`,
+    );
+    if (json) writeOutput(io, json, formatText(EvalResults, outcome.results, 'results.json'));
   },
 };
 
+/** The console table: every accuracy metric of each task (main one first), chance level, texts. */
 function summary(tasks: readonly TaskInput[], dense: EvalRun, sparse: EvalRun | null): string {
-  const pct = (x: number | undefined) => (x === undefined ? '-' : (100 * x).toFixed(2));
-  const lines: string[] = [];
+  const pct = (x: number | undefined | null) =>
+    x === undefined || x === null ? '-' : (100 * x).toFixed(2);
   const head = sparse
-    ? ['task', 'metric', 'dense', 'sparse', 'Δ', '± (sparse)', 'items']
-    : ['task', 'metric', 'value', '±', 'items'];
+    ? ['task', 'metric', 'dense', 'sparse', 'Δ', '± (sparse)', 'chance', 'items']
+    : ['task', 'metric', 'value', '±', 'chance', 'items'];
   const rows: string[][] = [head];
   for (const t of tasks) {
     const task = getTask(t.name);
-    const metrics =
-      task.mainMetric === 'perplexity'
-        ? ['perplexity', 'acc']
-        : task.mainMetric === 'acc_norm'
-          ? ['acc_norm', 'acc']
-          : ['acc'];
+    const order = [task.mainMetric, 'perplexity', 'acc', 'acc_norm'];
+    const metrics = [...new Set(order)].filter((m) => dense.tasks[t.name].metrics[m] !== undefined);
+    const chance = chanceAccuracy(t.items);
     for (const m of metrics) {
       const d = dense.tasks[t.name].metrics[m];
-      const fmt = (x: number | undefined) => (m === 'perplexity' ? (x?.toFixed(3) ?? '-') : pct(x));
+      const ppl = m === 'perplexity';
+      const fmt = (x: number | undefined) => (ppl ? (x?.toFixed(3) ?? '-') : pct(x));
+      const c = ppl ? '' : pct(chance);
       if (sparse) {
         const s = sparse.tasks[t.name].metrics[m];
         const se = sparse.tasks[t.name].metrics[`${m}_stderr`];
@@ -239,13 +215,14 @@ function summary(tasks: readonly TaskInput[], dense: EvalRun, sparse: EvalRun | 
           m,
           fmt(d),
           fmt(s),
-          m === 'perplexity' ? (s - d).toFixed(3) : pct(s - d),
+          ppl ? (s - d).toFixed(3) : pct(s - d),
           se === undefined ? '' : pct(se),
+          c,
           String(t.items.length),
         ]);
       } else {
         const se = dense.tasks[t.name].metrics[`${m}_stderr`];
-        rows.push([t.name, m, fmt(d), se === undefined ? '' : pct(se), String(t.items.length)]);
+        rows.push([t.name, m, fmt(d), se === undefined ? '' : pct(se), c, String(t.items.length)]);
       }
     }
   }
@@ -259,20 +236,18 @@ function summary(tasks: readonly TaskInput[], dense: EvalRun, sparse: EvalRun | 
         s.meanNll.toFixed(4),
         `×${(s.meanNll / d.meanNll).toFixed(4)}`,
         '',
+        '',
         String(d.tokens),
       ]);
-    } else rows.push([name, 'loss (nats)', d.meanNll.toFixed(4), '', String(d.tokens)]);
+    } else rows.push([name, 'loss (nats)', d.meanNll.toFixed(4), '', '', String(d.tokens)]);
   }
-  const w = head.map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  for (const r of rows)
-    lines.push(r.map((c, i) => (i < 2 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  '));
   const sp = (r: EvalRun) => `${(100 * r.macWeightedSparsity).toFixed(1)}%`;
-  lines.push(
+  return `${[
+    ...table(rows, 2),
     '',
     sparse
       ? `MAC-weighted sparsity of block-site inputs during evaluation: sparse ${sp(sparse)}, dense (natural) ${sp(dense)}`
       : `MAC-weighted natural sparsity of block-site inputs during evaluation: ${sp(dense)}`,
-    'Accuracies in %; ± is the standard error (sample sd / √n).',
-  );
-  return `${lines.join('\n')}\n`;
+    'Accuracies in %; ± is the standard error (sample sd / √n); chance: guessing uniformly among the choices; items: predicted tokens for a text.',
+  ].join('\n')}\n`;
 }

@@ -1,39 +1,69 @@
-import { readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { UserError } from '../../errors.ts';
+import { type InfoResult, infoText } from '../../formats/outputs.ts';
+import type { Checkpoint } from '../../io/checkpoint.ts';
 import { openCheckpoint } from '../../io/open.ts';
 import { optConfig, optShape } from '../../models/opt.ts';
-import { detectArchitecture } from '../../models/registry.ts';
+import { detectArchitecture, detectEntry } from '../../models/registry.ts';
 import { rwkv4Config } from '../../models/rwkv4.ts';
 import { backendNotices, openBackend } from '../../tensor/select.ts';
 import { numel } from '../../tensor/tensor.ts';
 import { WebGpuBackend } from '../../tensor/webgpu/backend.ts';
-import { modelOptions, parse, positionals, str } from '../args.ts';
-import { formatBytes } from '../common.ts';
+import {
+  backendOption,
+  checkJson,
+  forceOption,
+  formatBytes,
+  jsonOption,
+  MODEL,
+} from '../common.ts';
 import type { Command } from '../io.ts';
+import { humanOut, writeOutput } from '../output.ts';
 
-/** Bytes on disk of a file, or of the files directly inside a directory (shards). */
-function diskSize(path: string): string {
-  const st = statSync(path);
-  if (!st.isDirectory()) return formatBytes(st.size);
-  const files = readdirSync(path)
-    .map((n) => statSync(join(path, n)))
-    .filter((s) => s.isFile());
-  return formatBytes(files.reduce((a, s) => a + s.size, 0));
+/** The files a checkpoint was read from (a folder's chosen file, or its shards) and their bytes. */
+function filesRead(ckpt: Checkpoint): { files: string[]; bytes: number } {
+  const shards = ckpt.meta.files;
+  const files =
+    Array.isArray(shards) && shards.every((f) => typeof f === 'string')
+      ? shards.map((f) => join(dirname(ckpt.path), f))
+      : [ckpt.path];
+  return { files, bytes: files.reduce((a, f) => a + statSync(f).size, 0) };
 }
-
-const usage = 'actsparse info <model> [--tensors] [--backend auto|js|wasm|native|webgpu]';
 
 export const info: Command = {
   name: 'info',
   summary: 'format, architecture, dimensions, dtype, parameters and memory of a checkpoint',
-  usage,
-  async run(args, io) {
-    const p = parse('info', args, { ...modelOptions, tensors: { type: 'boolean' } }, usage);
-    const [path] = positionals(p, 1, usage);
+  description:
+    "Reads only the checkpoint's index (never its tensor data): format, architecture and dimensions, stored dtypes, parameter count, the memory the model needs, and the backend it would run on.",
+  positionals: [MODEL],
+  options: [
+    {
+      name: 'tensors',
+      type: 'boolean',
+      help: 'Also list every tensor with its shape and stored dtype.',
+    },
+    backendOption,
+    jsonOption('the facts'),
+    forceOption,
+  ],
+  examples: [
+    'actsparse info models/rwkv4-brown-3m.safetensors',
+    'actsparse info RWKV-4-Pile-430M.pth --json - | jq .parameters',
+  ],
+  async run(a, io) {
+    const [path] = a.positionals;
+    const json = checkJson(a, io);
+    const say = humanOut(io, json);
     const ckpt = openCheckpoint(path);
     try {
       const arch = detectArchitecture(ckpt);
+      // The backend the model would run on: one with its architecture's kernel families.
+      const entry = detectEntry(ckpt);
+      const backend = await openBackend(a.str('backend'), {
+        families: entry?.families,
+        what: entry?.label,
+      });
       let params = 0;
       const dtypes = new Map<string, number>();
       for (const t of ckpt.tensors.values()) {
@@ -41,14 +71,23 @@ export const info: Command = {
         params += n;
         dtypes.set(t.dtype, (dtypes.get(t.dtype) ?? 0) + n);
       }
+      const read = filesRead(ckpt);
       const rows: [string, string][] = [
-        ['file', path],
+        ['file', read.files.length === 1 ? read.files[0] : `${path} (${read.files.length} shards)`],
         ['format', ckpt.format],
-        ['size on disk', diskSize(path)],
+        ['size on disk', formatBytes(read.bytes)],
         ['architecture', arch],
       ];
+      let model: InfoResult['model'] = null;
       if (arch === 'rwkv4') {
         const c = rwkv4Config(ckpt);
+        model = {
+          architecture: arch,
+          nLayer: c.nLayer,
+          nEmbd: c.nEmbd,
+          nVocab: c.nVocab,
+          config: { ...c },
+        };
         rows.push(
           ['layers', String(c.nLayer)],
           ['n_embd', String(c.nEmbd)],
@@ -60,6 +99,13 @@ export const info: Command = {
       if (arch === 'opt') {
         // Dimensions from the tensors; heads and layer-norm placement need config.json.
         const c = optShape(ckpt);
+        model = {
+          architecture: arch,
+          nLayer: c.nLayer,
+          nEmbd: c.nEmbd,
+          nVocab: c.nVocab,
+          config: { ...c },
+        };
         rows.push(
           ['layers', String(c.nLayer)],
           ['hidden', String(c.nEmbd)],
@@ -70,6 +116,7 @@ export const info: Command = {
         if (c.nProj !== c.nEmbd) rows.push(['word_embed_proj_dim', String(c.nProj)]);
         try {
           const f = optConfig(ckpt);
+          model.config = { ...f };
           rows.push(
             ['heads', `${f.nHead} × ${f.nEmbd / f.nHead}`],
             ['layer norm', f.preLN ? 'pre-LN' : 'post-LN'],
@@ -83,9 +130,8 @@ export const info: Command = {
         rows.push(['threshold sites', `${3 * c.nLayer} (3 per layer: qkv, fc1, fc2)`]);
       }
       const mix = [...dtypes]
-        .sort((a, b) => b[1] - a[1])
+        .sort((x, y) => y[1] - x[1])
         .map(([d, n]) => `${d} ${((100 * n) / params).toFixed(1)}%`);
-      const backend = await openBackend(str(p, 'backend'));
       rows.push(
         ['tensors', String(ckpt.tensors.size)],
         ['dtype', mix.join(', ')],
@@ -99,14 +145,37 @@ export const info: Command = {
       if (backend instanceof WebGpuBackend)
         for (const [k, v] of Object.entries(backend.details())) rows.push([`  ${k}`, v]);
       for (const n of backendNotices) rows.push(['notice', n]);
+      const meta: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(ckpt.meta)) {
-        if (v !== undefined && typeof v !== 'object') rows.push([`meta.${k}`, String(v)]);
+        if (v === undefined) continue;
+        // JSON-safe (a .pth header may hold big integers).
+        meta[k] = JSON.parse(
+          JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x)) ?? 'null',
+        );
+        if (typeof v !== 'object') rows.push([`meta.${k}`, String(v)]);
       }
       const w = Math.max(...rows.map((r) => r[0].length));
-      io.out(`${rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')}\n`);
-      if (p.values.tensors) {
+      say(`${rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')}\n`);
+      if (a.flag('tensors')) {
         for (const t of ckpt.tensors.values())
-          io.out(`  ${t.name}  [${t.shape.join(', ')}]  ${t.dtype}\n`);
+          say(`  ${t.name}  [${t.shape.join(', ')}]  ${t.dtype}\n`);
+      }
+      if (json) {
+        const result: InfoResult = {
+          formatVersion: 1,
+          kind: 'actsparse.info',
+          file: path,
+          files: read.files,
+          bytesOnDisk: read.bytes,
+          format: ckpt.format,
+          model,
+          tensors: ckpt.tensors.size,
+          parameters: params,
+          dtypes: Object.fromEntries([...dtypes].map(([d, n]) => [d, n / params])),
+          backend: backend.description,
+          meta,
+        };
+        writeOutput(io, json, infoText(result));
       }
     } finally {
       ckpt.close();

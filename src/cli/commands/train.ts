@@ -1,98 +1,168 @@
 import { UserError } from '../../errors.ts';
 import { defaultThreads } from '../../train/parallel.ts';
 import { storedTrainConfig, TRAIN_DEFAULTS, type TrainConfig, train } from '../../train/trainer.ts';
-import { num, parse, positionals, str } from '../args.ts';
+import { forceOption, formatDuration } from '../common.ts';
 import type { Command } from '../io.ts';
+import type { OptionSpec } from '../options.ts';
+import { prepareRunFolder } from '../output.ts';
 
-const usage =
-  'actsparse train --out DIR [--data brown|FILE] [--layers 6] [--embd 192] [--ffn 4·embd] ' +
-  '[--ctx 128] [--batch 16] [--steps 2000] [--lr 6e-4] [--min-lr lr/10] [--warmup 100] ' +
-  '[--weight-decay 0.1] [--grad-clip 1] [--seed 1] [--save-every 100] [--eval-every 100] ' +
-  '[--eval-windows 64] [--dtype f16|bf16|f32] [--threads 1|2] [--resume]';
-
-function fmt(s: number): string {
-  if (!Number.isFinite(s)) return '?';
-  if (s < 60) return `${s.toFixed(0)}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s`;
-  return `${Math.floor(s / 3600)}h${String(Math.round((s % 3600) / 60)).padStart(2, '0')}m`;
-}
+const D = TRAIN_DEFAULTS;
+/** A whole-number option whose default is the trainer's (or, with --resume, the run's). */
+const int = (
+  name: string,
+  help: string,
+  min: number,
+  max: number,
+  def: number | string,
+): OptionSpec => ({
+  name,
+  type: 'integer',
+  min,
+  max,
+  help,
+  defaultText: `${def}; with --resume, the run's`,
+});
 
 export const trainCommand: Command = {
   name: 'train',
   summary: 'train a small byte-level RWKV-4 from text (AdamW, checkpoints, --resume)',
-  usage,
-  run(args, io) {
-    const p = parse(
-      'train',
-      args,
-      {
-        out: { type: 'string' },
-        data: { type: 'string' },
-        layers: { type: 'string' },
-        embd: { type: 'string' },
-        ffn: { type: 'string' },
-        ctx: { type: 'string' },
-        batch: { type: 'string' },
-        steps: { type: 'string' },
-        lr: { type: 'string' },
-        'min-lr': { type: 'string' },
-        warmup: { type: 'string' },
-        'weight-decay': { type: 'string' },
-        'grad-clip': { type: 'string' },
-        seed: { type: 'string' },
-        'save-every': { type: 'string' },
-        'eval-every': { type: 'string' },
-        'eval-windows': { type: 'string' },
-        dtype: { type: 'string' },
-        threads: { type: 'string' },
-        resume: { type: 'boolean' },
-      },
-      usage,
-    );
-    positionals(p, 0, usage);
-    const out = str(p, 'out');
-    if (!out) throw new UserError('train: --out DIR is required', `Usage: ${usage}`);
+  description:
+    'Trains a byte-level RWKV-4 from scratch (AdamW, warm-up then cosine learning rate, gradient clipping), saving a checkpoint every --save-every steps and when interrupted; --resume continues a run exactly (the same batches), taking every option not given from the run. The embedded model was made this way (models/README.md).',
+  stoppable: true,
+  positionals: [],
+  options: [
+    {
+      name: 'out',
+      type: 'string',
+      value: 'DIR',
+      required: true,
+      help: 'The run folder: model.safetensors at the end; checkpoint, optimizer state, train-state.json and loss.csv as it goes.',
+    },
+    {
+      name: 'data',
+      type: 'string',
+      value: 'brown|FILE',
+      help: 'Training text: the Brown corpus without its held-out tenth, or a .txt / .jsonl file.',
+      defaultText: `${D.data}; with --resume, the run's`,
+    },
+    int('layers', 'Blocks.', 1, 256, D.layers),
+    int('embd', 'Embedding width n_embd.', 1, 8192, D.embd),
+    int('ffn', 'Channel-mix width.', 1, 65536, '4 × embd'),
+    int('ctx', 'Bytes per training window.', 1, 65536, D.ctx),
+    int('batch', 'Windows per step.', 1, 4096, D.batch),
+    int('steps', 'Optimizer steps in all.', 1, 1e9, D.steps),
+    {
+      name: 'lr',
+      type: 'number',
+      min: 1e-8,
+      max: 1,
+      help: 'Peak learning rate.',
+      defaultText: `${D.lr}; with --resume, the run's`,
+    },
+    {
+      name: 'min-lr',
+      type: 'number',
+      min: 0,
+      max: 1,
+      help: 'Learning rate at the end of the cosine decay (at most --lr).',
+      defaultText: 'lr / 10',
+    },
+    int('warmup', 'Steps of linear warm-up.', 0, 1e9, D.warmup),
+    {
+      name: 'weight-decay',
+      type: 'number',
+      min: 0,
+      max: 10,
+      help: 'AdamW weight decay on matrices.',
+      defaultText: String(D.weightDecay),
+    },
+    {
+      name: 'grad-clip',
+      type: 'number',
+      min: 0,
+      help: 'Clip the gradient norm to this (0: no clipping).',
+      defaultText: String(D.gradClip),
+    },
+    int('seed', 'Seed of the initial weights and the batches.', 0, 2 ** 32 - 1, D.seed),
+    int('save-every', 'Steps between checkpoints.', 1, 1e9, D.saveEvery),
+    int('eval-every', 'Steps between held-out losses.', 1, 1e9, D.evalEvery),
+    int('eval-windows', 'Held-out windows per held-out loss.', 1, 1e6, D.evalWindows),
+    {
+      name: 'dtype',
+      type: 'choice',
+      value: 'TYPE',
+      choices: ['f16', 'bf16', 'f32'],
+      help: 'dtype of model.safetensors (training is in f32).',
+      defaultText: `${D.dtype}; with --resume, the run's`,
+    },
+    int('threads', 'Threads: 2 splits each batch over two workers.', 1, 2, 'all cores, up to 2'),
+    {
+      name: 'resume',
+      type: 'boolean',
+      help: 'Continue the run in --out from its last checkpoint.',
+    },
+    forceOption,
+  ],
+  examples: [
+    'actsparse train --out runs/embed --ctx 256 --batch 8 --steps 3000 --threads 2 --seed 1',
+    'actsparse train --out runs/embed --resume',
+  ],
+  async run(a, io) {
+    const out = a.str('out')!;
+    const resume = a.flag('resume');
+    const start = prepareRunFolder(out, {
+      option: '--out',
+      what: 'a training run',
+      files: [
+        'train-state.json',
+        'checkpoint.safetensors',
+        'optimizer.safetensors',
+        'loss.csv',
+        'model.safetensors',
+      ],
+      force: a.flag('force'),
+      resume,
+    });
+    if (start) io.err(`${start}\n`);
     // A resumed run keeps its configuration: options not given come from it.
-    const resume = !!p.values.resume;
     const stored = resume ? storedTrainConfig(out) : null;
-    const d: TrainConfig = stored ?? { ...TRAIN_DEFAULTS, threads: defaultThreads() };
-    const int = (name: string, def: number, min = 1, max = 1 << 20) =>
-      num(p, name, def, { min, max, integer: true });
-    const embd = int('embd', d.embd, 1, 8192);
-    const lr = num(p, 'lr', d.lr, { min: 1e-8, max: 1 });
-    const dtype = str(p, 'dtype') ?? d.dtype;
-    if (dtype !== 'f16' && dtype !== 'bf16' && dtype !== 'f32')
-      throw new UserError(`--dtype ${dtype}: expected one of f16, bf16, f32`);
+    const d: TrainConfig = stored ?? { ...D, threads: defaultThreads() };
+    const num = (name: string, def: number) => a.num(name) ?? def;
+    const embd = num('embd', d.embd);
+    const lr = num('lr', d.lr);
+    const minLr = num('min-lr', stored ? d.minLr : lr / 10);
+    if (minLr > lr) throw new UserError(`--min-lr ${minLr} must be ≤ --lr ${lr}`);
     const cfg: TrainConfig = {
       ...d,
-      data: str(p, 'data') ?? d.data,
-      layers: int('layers', d.layers, 1, 256),
+      data: a.str('data') ?? d.data,
+      layers: num('layers', d.layers),
       embd,
-      ffn: int('ffn', stored ? d.ffn : 4 * embd, 1, 65536),
-      ctx: int('ctx', d.ctx, 1, 65536),
-      batch: int('batch', d.batch, 1, 4096),
-      steps: int('steps', d.steps, 1, 1e9),
+      ffn: num('ffn', stored ? d.ffn : 4 * embd),
+      ctx: num('ctx', d.ctx),
+      batch: num('batch', d.batch),
+      steps: num('steps', d.steps),
       lr,
-      minLr: num(p, 'min-lr', stored ? d.minLr : lr / 10, { min: 0, max: lr }),
-      warmup: int('warmup', d.warmup, 0, 1e9),
-      weightDecay: num(p, 'weight-decay', d.weightDecay, { min: 0, max: 10 }),
-      gradClip: num(p, 'grad-clip', d.gradClip, { min: 0 }),
-      seed: int('seed', d.seed, 0, 2 ** 32 - 1),
-      saveEvery: int('save-every', d.saveEvery, 1, 1e9),
-      evalEvery: int('eval-every', d.evalEvery, 1, 1e9),
-      evalWindows: int('eval-windows', d.evalWindows, 1, 1e6),
-      dtype,
-      threads: int('threads', d.threads, 1, 2) as 1 | 2,
+      minLr,
+      warmup: num('warmup', d.warmup),
+      weightDecay: num('weight-decay', d.weightDecay),
+      gradClip: num('grad-clip', d.gradClip),
+      seed: num('seed', d.seed),
+      saveEvery: num('save-every', d.saveEvery),
+      evalEvery: num('eval-every', d.evalEvery),
+      evalWindows: num('eval-windows', d.evalWindows),
+      dtype: (a.str('dtype') as TrainConfig['dtype'] | undefined) ?? d.dtype,
+      threads: num('threads', d.threads),
     };
     // A line per evaluation (and the first step), with the rate and the ETA.
-    const r = train(cfg, out, {
+    const r = await train(cfg, out, {
       resume,
+      signal: io.signal,
       onStep(s) {
         if (s.step !== 1 && s.heldOut === null && s.step !== s.steps) return;
         const held = s.heldOut === null ? '' : `, held-out ${s.heldOut.toFixed(4)}`;
         io.err(
           `train step ${s.step}/${s.steps}: loss ${s.loss.toFixed(4)}${held}; ` +
-            `${(s.tokensPerSecond / 1000).toFixed(2)}k tokens/s, ${fmt(s.elapsedSeconds)} elapsed, ETA ${fmt(s.etaSeconds)}\n`,
+            `${(s.tokensPerSecond / 1000).toFixed(2)}k tokens/s, ${formatDuration(s.elapsedSeconds)} elapsed, ETA ${formatDuration(s.etaSeconds)}\n`,
         );
       },
     });

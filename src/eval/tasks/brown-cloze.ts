@@ -5,8 +5,8 @@
  * lm-eval task: its numbers stand beside nothing published; it is there so a demo on a
  * model trained on Brown text has a zero-shot task that shows a signal.
  */
-import { brownDocuments } from '../brown.ts';
-import { splitDocuments } from '../documents.ts';
+import { brownDocuments } from '../../data/brown.ts';
+import { splitDocuments } from '../../data/documents.ts';
 import { loglikelihoodItem } from './requests.ts';
 import type { Item, Task } from './task.ts';
 

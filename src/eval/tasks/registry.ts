@@ -4,6 +4,7 @@ import { basename, join } from 'node:path';
 import { UserError } from '../../errors.ts';
 import { arcChallenge, arcEasy } from './arc.ts';
 import { brownCloze } from './brown-cloze.ts';
+import { brownNextWord } from './brown-next-word.ts';
 import { hellaswag } from './hellaswag.ts';
 import { lambadaOpenai } from './lambada.ts';
 import { openbookqa } from './openbookqa.ts';
@@ -25,7 +26,10 @@ export const TASKS: Record<string, Task> = {
 };
 
 /** Tasks that need no data file; named explicitly (not part of `all`, which is lm-eval's set). */
-export const BUILT_IN_TASKS: Record<string, Task> = { brown_cloze: brownCloze };
+export const BUILT_IN_TASKS: Record<string, Task> = {
+  brown_next_word: brownNextWord,
+  brown_cloze: brownCloze,
+};
 
 export function getTask(name: string): Task {
   const key = name.trim().toLowerCase();

@@ -8,6 +8,7 @@ import { basename, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { UserError } from '../../errors.ts';
 import { decodeUtf8Strict } from '../../io/tokenizers/utf8.ts';
+import { oneLine } from '../../util/files.ts';
 
 /** Task files are megabytes; anything larger than this (also once unzipped) is the wrong file. */
 const MAX_BYTES = 512 * 1024 * 1024;
@@ -55,7 +56,7 @@ export function readBytes(file: string): Buffer {
     return gunzipSync(raw, { maxOutputLength: MAX_BYTES });
   } catch (e) {
     throw new UserError(
-      `${file}: not a readable gzip file (${(e as Error).message})`,
+      `${file}: not a readable gzip file (${oneLine((e as Error).message)})`,
       'The file may be truncated or corrupted; re-download it, or unzip it and give the plain file.',
     );
   }
@@ -94,7 +95,7 @@ export function jsonRows(file: string, text: string): Row[] {
       value = JSON.parse(line);
     } catch (e) {
       throw new UserError(
-        `${where}: not valid JSON (${(e as Error).message})`,
+        `${where}: not valid JSON (${oneLine((e as Error).message)})`,
         'Each line must be one JSON object (JSON lines, as Hugging Face `to_json` writes).',
       );
     }
@@ -111,7 +112,7 @@ function jsonArrayRows(file: string, text: string): Row[] {
     value = JSON.parse(text);
   } catch (e) {
     throw new UserError(
-      `${file}: not valid JSON (${(e as Error).message})`,
+      `${file}: not valid JSON (${oneLine((e as Error).message)})`,
       'Give a JSON array of objects or JSON lines (one object per line).',
     );
   }

@@ -1,4 +1,5 @@
 import { FormatError } from '../../errors.ts';
+import { printable } from '../text.ts';
 import type { Tokenizer } from '../tokenizer.ts';
 import { HfTokenizer } from './hf.ts';
 import { checkId, concatBytes } from './ids.ts';
@@ -41,7 +42,7 @@ export class Gpt2FairseqTokenizer implements Tokenizer {
       if (!/^\S+ \S+$/.test(m)) {
         throw new FormatError(
           files.merges,
-          `line ${i + 2}: expected a merge 'left right', got '${m}'`,
+          `line ${i + 2}: expected a merge 'left right', got '${printable(m)}'`,
         );
       }
     });
@@ -72,7 +73,7 @@ export class Gpt2FairseqTokenizer implements Tokenizer {
       if (cut <= 0 || !/^\d+$/.test(line.slice(cut + 1))) {
         throw new FormatError(
           files.dict,
-          `line ${i + 1}: expected '<symbol> <count>', got '${raw}'`,
+          `line ${i + 1}: expected '<symbol> <count>', got '${printable(raw)}'`,
         );
       }
       symbol = symbol.replace(/ #fairseq:overwrite$/, '');

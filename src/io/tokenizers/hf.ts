@@ -1,5 +1,6 @@
 import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
 import { FormatError } from '../../errors.ts';
+import { errorText, listText, printable } from '../text.ts';
 import type { Tokenizer } from '../tokenizer.ts';
 import { checkId, concatBytes } from './ids.ts';
 import { readJsonFile, utf8DecodeLossy, utf8Encode } from './utf8.ts';
@@ -38,7 +39,10 @@ function jsonVocabSize(json: Json, model: Json, file: string): number {
   else if (isObject(vocab)) {
     for (const [tok, id] of Object.entries(vocab)) {
       if (!Number.isInteger(id) || (id as number) < 0) {
-        throw new FormatError(file, `model.vocab["${tok}"] is ${String(id)}, not a token id`);
+        throw new FormatError(
+          file,
+          `model.vocab["${printable(tok, 40)}"] is ${printable(String(id), 20)}, not a token id`,
+        );
       }
       if ((id as number) > max) max = id as number;
     }
@@ -47,7 +51,7 @@ function jsonVocabSize(json: Json, model: Json, file: string): number {
     if (!isObject(t) || !Number.isInteger(t.id) || (t.id as number) < 0) {
       throw new FormatError(
         file,
-        `added_tokens has an entry without a valid id: ${JSON.stringify(t)}`,
+        `added_tokens has an entry without a valid id: ${printable(JSON.stringify(t) ?? String(t), 60)}`,
       );
     }
     if (typeof t.content !== 'string') {
@@ -102,14 +106,17 @@ export class HfTokenizer implements Tokenizer {
         ([c, b]) => !(c in vocab) && b !== 0xc0 && b !== 0xc1 && b < 0xf5,
       );
       if (missing.length > 0) {
-        const bytes = missing.map(([, b]) => b.toString(16)).join(' ');
+        const bytes = listText(
+          missing.map(([, b]) => b.toString(16).padStart(2, '0')),
+          8,
+        );
         throw new FormatError(source, `the ByteLevel BPE vocab has no token for byte(s) ${bytes}`);
       }
     }
     try {
       this.lib = new HfLibTokenizer(json, {});
     } catch (e) {
-      throw new FormatError(source, `cannot build the tokenizer: ${(e as Error).message}`);
+      throw new FormatError(source, `cannot build the tokenizer: ${errorText(e)}`);
     }
 
     const specials = (
@@ -123,7 +130,7 @@ export class HfTokenizer implements Tokenizer {
     try {
       newline = this.encode('\n');
     } catch (e) {
-      throw new FormatError(source, `the tokenizer fails on "\\n": ${(e as Error).message}`);
+      throw new FormatError(source, `the tokenizer fails on "\\n": ${errorText(e)}`);
     }
     const prefix = special('</s>') ?? (newline.length === 1 ? newline[0] : this.endOfDocId);
     if (prefix === null) {

@@ -1,5 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { FormatError, UserError } from '../../errors.ts';
+import { errorText } from '../text.ts';
 
 /** Tokenizer files are megabytes; anything this large is the wrong file. */
 const MAX_TOKENIZER_FILE = 512 * 1024 * 1024;
@@ -112,6 +113,6 @@ export function readJsonFile(path: string, what: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new FormatError(path, `not valid JSON (${(e as Error).message})`);
+    throw new FormatError(path, `not valid JSON (${errorText(e)})`);
   }
 }

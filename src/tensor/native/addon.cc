@@ -8,6 +8,8 @@
 #include "elementwise.h"
 #include "ops.h"
 #include "train_gemm.h"
+#include "wkv56.h"
+#include "wkv7.h"
 
 namespace {
 
@@ -379,6 +381,90 @@ Napi::Value Wkv4(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// wkvHeads(out, r, k, v, w, u, state, offsets, H, N, perToken): RWKV-5/6's state update
+// over a packed batch (families/wkv5.ts); offsets is the Int32Array of Seqs.
+Napi::Value WkvHeads(const Napi::CallbackInfo& info) {
+  const char* fn = "wkvHeads";
+  const Napi::Env env = info.Env();
+  const Napi::Value o = info[7];
+  if (!o.IsTypedArray() || o.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    failType(env, "wkvHeads: offsets must be an Int32Array");
+  }
+  const Napi::Int32Array offs = o.As<Napi::Int32Array>();
+  if (offs.ElementLength() < 1) failRange(env, "wkvHeads: offsets needs B + 1 ≥ 1 values");
+  const size_t B = offs.ElementLength() - 1;
+  // Offsets start at 0 and never decrease: every sequence's rows lie inside the arrays.
+  if (offs[0] != 0) failRange(env, "wkvHeads: offsets[0] must be 0");
+  for (size_t b = 0; b < B; b++) {
+    if (offs[b + 1] < offs[b]) failRange(env, "wkvHeads: offsets must not decrease");
+  }
+  const size_t H = countArg(info, 8, fn, "H"), N = countArg(info, 9, fn, "N");
+  if (!info[10].IsBoolean()) failType(env, "wkvHeads: perToken must be a boolean");
+  const bool perToken = info[10].As<Napi::Boolean>().Value();
+  const size_t rows = static_cast<size_t>(offs[B]), A = H * N;
+  const Span out = floatsNeed(info, 0, fn, "out", rows * A, "rows·H·N");
+  const Span r = floatsNeed(info, 1, fn, "r", rows * A, "rows·H·N");
+  const Span k = floatsNeed(info, 2, fn, "k", rows * A, "rows·H·N");
+  const Span v = floatsNeed(info, 3, fn, "v", rows * A, "rows·H·N");
+  const Span w = floatsNeed(info, 4, fn, "w", perToken ? rows * A : A,
+                            perToken ? "rows·H·N" : "H·N");
+  const Span u = floatsNeed(info, 5, fn, "u", A, "H·N");
+  const Span state = floatsNeed(info, 6, fn, "state", B * A * N, "B·H·N·N");
+  // Written: out and state, each apart from every other array.
+  const Span* read[] = {&r, &k, &v, &w, &u};
+  for (const Span* in : read) {
+    checkApart(env, fn, out, *in, false);
+    checkApart(env, fn, state, *in, false);
+  }
+  checkApart(env, fn, out, state, false);
+  act::wkvHeads(out.data, r.data, k.data, v.data, w.data, perToken ? A : 0, u.data, state.data,
+                offs.Data(), B, H, N);
+  return env.Undefined();
+}
+
+// wkv7(out, bonus, r, w, k, v, a, b, u, state, offsets, heads, headSize): offsets an
+// Int32Array [B + 1] of sequence starts (0, non-decreasing); rows = offsets[B].
+Napi::Value Wkv7(const Napi::CallbackInfo& info) {
+  const char* fn = "wkv7";
+  Napi::Env env = info.Env();
+  const Napi::Value ov = info[10];
+  if (!ov.IsTypedArray() || ov.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    failType(env, "wkv7: offsets must be an Int32Array");
+  }
+  const Napi::Int32Array offsets = ov.As<Napi::Int32Array>();
+  if (offsets.ElementLength() == 0 || offsets[0] != 0) {
+    failRange(env, "wkv7: offsets must start with 0");
+  }
+  const size_t B = offsets.ElementLength() - 1;
+  for (size_t s = 0; s < B; s++) {
+    if (offsets[s + 1] < offsets[s]) failRange(env, "wkv7: offsets must not decrease");
+  }
+  const size_t H = countArg(info, 11, fn, "heads"), N = countArg(info, 12, fn, "headSize");
+  const size_t rows = static_cast<size_t>(offsets[B]), C = H * N;
+  // Sizes far beyond any array (2^53 values) would overflow the products below.
+  const double big = 9007199254740992.0;
+  if (static_cast<double>(C) * N * (B + 1) > big || static_cast<double>(rows) * C > big) {
+    failRange(env, "wkv7: heads, headSize and rows give arrays too large");
+  }
+  Span out = floatsNeed(info, 0, fn, "out", rows * C, "rows·H·N");
+  Span bonus = floatsNeed(info, 1, fn, "bonus", rows * C, "rows·H·N");
+  const char* names[] = {"r", "w", "k", "v", "a", "b"};
+  Span in[6] = {};
+  for (size_t i = 0; i < 6; i++) in[i] = floatsNeed(info, 2 + i, fn, names[i], rows * C, "rows·H·N");
+  const Span u = floatsNeed(info, 8, fn, "u", C, "H·N");
+  Span state = floatsNeed(info, 9, fn, "state", B * C * N, "B·H·N·N");
+  // Written arrays overlap nothing else (no in-place form).
+  const Span* written[] = {&out, &bonus, &state};
+  for (size_t i = 0; i < 3; i++) {
+    for (size_t j = i + 1; j < 3; j++) checkApart(env, fn, *written[i], *written[j], false);
+    for (const Span& x : in) checkApart(env, fn, *written[i], x, false);
+    checkApart(env, fn, *written[i], u, false);
+  }
+  act::wkv7({out.data, bonus.data, in[0].data, in[1].data, in[2].data, in[3].data, in[4].data,
+             in[5].data, u.data, state.data, offsets.Data(), B, H, N});
+  return env.Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   act::init();
   exports.Set("prepare", Napi::Function::New(env, Prepare));
@@ -397,6 +483,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sigmoid", Napi::Function::New(env, Sigmoid));
   exports.Set("reluSquare", Napi::Function::New(env, ReluSquare));
   exports.Set("wkv4", Napi::Function::New(env, Wkv4));
+  exports.Set("wkvHeads", Napi::Function::New(env, WkvHeads));
+  exports.Set("wkv7", Napi::Function::New(env, Wkv7));
   exports.Set("threshold", Napi::Function::New(env, Threshold));
   exports.Set("countZeros", Napi::Function::New(env, CountZeros));
   act::train::addExports(env, exports);

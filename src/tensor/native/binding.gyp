@@ -24,6 +24,8 @@
         "ops.cc",
         "pool.cc",
         "train_gemm.cc",
+        "wkv56.cc",
+        "wkv7.cc",
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

@@ -5,7 +5,8 @@
  * found it, unless the own kernels are AVX-512 (which measured faster, see `useBlas`);
  * GEMV and sparse GEMV use the own kernels, and so do the per-element ops (`ops`: layer
  * norm, token shift, sigmoid, relu², the WKV recurrence, the sites' threshold and zero
- * count). A pool of persistent threads (2 on the project's machines) serves every call.
+ * count), and the RWKV-5/6/7 state updates (`families`: wkv5, wkv6, wkv7). A pool of persistent
+ * threads (2 on the project's machines) serves every call.
  * Weights are copied into addon memory (64-byte aligned, huge pages) by `prepare` and
  * freed by `release` (or, as a safety net, when the Linear is garbage-collected).
  *
@@ -15,8 +16,10 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type { Linear, PrepareOptions } from '../backend.ts';
+import { f32, type Linear, type PrepareOptions } from '../backend.ts';
 import type { CpuKernels, ElementwiseOps } from '../cpu.ts';
+import type { Wkv5Args } from '../families/wkv5.ts';
+import type { Wkv7Args } from '../families/wkv7.ts';
 
 /** An addon weight handle (an N-API External); opaque to TypeScript. */
 type Handle = { readonly __nativeWeight: 'NativeWeight' };
@@ -48,10 +51,40 @@ interface Addon extends ElementwiseOps {
   gemm(h: Handle, y: Float32Array, x: Float32Array, tokens: number): void;
   sparseGemv(h: Handle, y: Float32Array, x: Float32Array): number;
   readBandwidth(bytes: number, threads: number): number;
+  /** RWKV-5/6's state update over a packed batch (wkv56.h); w per token when `perToken`. */
+  wkvHeads(
+    out: Float32Array,
+    r: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    w: Float32Array,
+    u: Float32Array,
+    state: Float32Array,
+    offsets: Int32Array,
+    H: number,
+    N: number,
+    perToken: boolean,
+  ): void;
   setThreads(n: number): number;
   setSimd(level: string): string;
   useBlas(mode: boolean | 'auto'): boolean;
   info(): NativeInfo & { blasReason: string | null };
+  /** families/wkv7.ts over a packed batch: offsets = Seqs.offsets. */
+  wkv7(
+    out: Float32Array,
+    bonus: Float32Array,
+    r: Float32Array,
+    w: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    a: Float32Array,
+    b: Float32Array,
+    u: Float32Array,
+    state: Float32Array,
+    offsets: Int32Array,
+    heads: number,
+    headSize: number,
+  ): void;
   sgemm?(
     transA: boolean,
     transB: boolean,
@@ -78,6 +111,8 @@ const EXPORTS = [
   'sigmoid',
   'reluSquare',
   'wkv4',
+  'wkvHeads',
+  'wkv7',
   'threshold',
   'countZeros',
 ];
@@ -164,6 +199,21 @@ function makeKernels(a: Addon): CpuKernels {
     threshold: a.threshold,
     countZeros: a.countZeros,
   };
+  // RWKV-5 (one decay) and RWKV-6 (a decay per token): the whole batch in one call.
+  const heads = (x: Wkv5Args, perToken: boolean) =>
+    a.wkvHeads(
+      f32(x.out),
+      f32(x.r),
+      f32(x.k),
+      f32(x.v),
+      f32(x.w),
+      f32(x.u),
+      f32(x.state),
+      x.seqs.offsets,
+      x.heads,
+      x.headSize,
+      perToken,
+    );
   return {
     name: 'native',
     ops,
@@ -183,6 +233,29 @@ function makeKernels(a: Addon): CpuKernels {
     },
     sparseGemv(y, l, x) {
       return a.sparseGemv(handleOf(l, 'sparseGemv'), y, x);
+    },
+    families: {
+      wkv5: (x) => heads(x as Wkv5Args, false),
+      wkv6: (x) => heads(x as Wkv5Args, true),
+      // The recurrence per (sequence, head), threaded (wkv7.cc).
+      wkv7: (args) => {
+        const x = args as Wkv7Args;
+        a.wkv7(
+          f32(x.out),
+          f32(x.bonus),
+          f32(x.r),
+          f32(x.w),
+          f32(x.k),
+          f32(x.v),
+          f32(x.a),
+          f32(x.b),
+          f32(x.u),
+          f32(x.state),
+          x.seqs.offsets,
+          x.heads,
+          x.headSize,
+        );
+      },
     },
     release(l) {
       // Releasing twice is harmless; using the weight afterwards is an error.

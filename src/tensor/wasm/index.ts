@@ -6,8 +6,10 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Linear, PrepareOptions } from '../backend.ts';
+import { f32, type Linear, type PrepareOptions } from '../backend.ts';
 import { type CpuKernels, referenceOps } from '../cpu.ts';
+import { type Wkv5Args, wkvHeadsBatched } from '../families/wkv5.ts';
+import type { Wkv7Args } from '../families/wkv7.ts';
 import { Heap, MAX_WASM_BYTES, type WasmMemory } from './heap.ts';
 import {
   BLOCK,
@@ -25,6 +27,35 @@ interface Kernels {
   gemv(y: number, w: number, x: number, blocks: number, cols: number): void;
   gemm(y: number, w: number, x: number, tokens: number, blocks: number, cols: number): void;
   sparseGemv(y: number, wt: number, x: number, idx: number, ld: number, cols: number): number;
+  wkvHeads(
+    out: number,
+    r: number,
+    k: number,
+    v: number,
+    w: number,
+    wStride: number,
+    u: number,
+    s: number,
+    acc: number,
+    T: number,
+    H: number,
+    N: number,
+  ): void;
+  wkv7(
+    out: number,
+    bonus: number,
+    r: number,
+    w: number,
+    k: number,
+    v: number,
+    a: number,
+    b: number,
+    u: number,
+    state: number,
+    tokens: number,
+    heads: number,
+    headSize: number,
+  ): void;
 }
 
 /** The slice of the WebAssembly JS API used here (absent from the project's type libs). */
@@ -35,7 +66,7 @@ interface WasmApi {
 
 // Resolves to <project root>/build/wasm from both src/tensor/wasm/ and dist/tensor/wasm/.
 const KERNELS_URL = new URL('../../../build/wasm/kernels.wasm', import.meta.url);
-const EXPORTS = ['memory', 'heapBase', 'gemv', 'gemm', 'sparseGemv'];
+const EXPORTS = ['memory', 'heapBase', 'gemv', 'gemm', 'sparseGemv', 'wkvHeads', 'wkv7'];
 
 export function wasmKernelsPath(): string {
   return fileURLToPath(KERNELS_URL);
@@ -130,6 +161,12 @@ class WasmKernelsImpl implements WasmKernels {
   // Elementwise work stays in JS: copying activations into wasm memory would cost as much.
   readonly ops = referenceOps;
   readonly description = 'wasm (SIMD128 kernels, 1 thread)';
+  // The RWKV-5/6/7 state updates: O(N) work per value copied in, so they pay to run here.
+  readonly families = {
+    wkv5: (a: unknown) => wkvHeadsBatched(this.wkvSequence, a as Wkv5Args, false),
+    wkv6: (a: unknown) => wkvHeadsBatched(this.wkvSequence, a as Wkv5Args, true),
+    wkv7: (a: unknown) => this.wkv7(a as Wkv7Args),
+  };
   private readonly heap: Heap;
   private scratchPtr = 0;
   private scratchBytes = 0;
@@ -235,6 +272,98 @@ class WasmKernelsImpl implements WasmKernels {
     const active = this.k.sparseGemv(yp, l.wt, xp, idx, ld, l.cols);
     y.set(this.heap.f32.subarray(yp >>> 2, (yp >>> 2) + l.rows));
     return active;
+  }
+
+  /**
+   * families/wkv5.ts `wkvHeadsSequence` for one sequence: its rows of r, k, v (and w),
+   * u and its state are copied into scratch memory, the state and out copied back.
+   */
+  private readonly wkvSequence = (
+    out: Float32Array,
+    r: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    w: Float32Array,
+    wStride: number,
+    u: Float32Array,
+    s: Float32Array,
+    T: number,
+    H: number,
+    N: number,
+  ): void => {
+    const A = H * N;
+    const rows = align64(4 * T * A);
+    const wBytes = align64(4 * (wStride ? T * A : A));
+    const uBytes = align64(4 * A);
+    const sBytes = align64(4 * A * N);
+    const base = this.scratch(4 * rows + wBytes + uBytes + sBytes + align64(4 * N));
+    const [rp, kp, vp, op] = [0, 1, 2, 3].map((i) => base + i * rows);
+    const wp = base + 4 * rows;
+    const up = wp + wBytes;
+    const sp = up + uBytes;
+    const acc = sp + sBytes;
+    const f = this.heap.f32;
+    f.set(r.subarray(0, T * A), rp >>> 2);
+    f.set(k.subarray(0, T * A), kp >>> 2);
+    f.set(v.subarray(0, T * A), vp >>> 2);
+    f.set(w.subarray(0, wStride ? T * A : A), wp >>> 2);
+    f.set(u.subarray(0, A), up >>> 2);
+    f.set(s.subarray(0, A * N), sp >>> 2);
+    this.k.wkvHeads(op, rp, kp, vp, wp, wStride, up, sp, acc, T, H, N);
+    out.set(f.subarray(op >>> 2, (op >>> 2) + T * A));
+    s.set(f.subarray(sp >>> 2, (sp >>> 2) + A * N));
+  };
+
+  /**
+   * families/wkv7.ts on each sequence: its state and u are copied into scratch once, its
+   * tokens in chunks (scratch stays under GEMM_SCRATCH_BYTES for any length), the state
+   * back at the end.
+   */
+  private wkv7(x: Wkv7Args): void {
+    const { seqs, heads: H, headSize: N } = x;
+    const C = H * N;
+    const stateSize = H * N * N;
+    // Per token: r, w, k, v, a, b in, out and bonus back.
+    const chunk = Math.max(1, Math.floor(GEMM_SCRATCH_BYTES / (32 * C)));
+    let maxT = 0;
+    for (let s = 0; s < seqs.count; s++) maxT = Math.max(maxT, Math.min(chunk, seqs.length(s)));
+    const tBytes = align64(4 * maxT * C);
+    const uPtr = this.scratch(align64(4 * C) + align64(4 * stateSize) + 8 * tBytes);
+    const sPtr = uPtr + align64(4 * C);
+    const tPtr = sPtr + align64(4 * stateSize);
+    const ins = [x.r, x.w, x.k, x.v, x.a, x.b].map(f32);
+    const [out, bonus, state] = [f32(x.out), f32(x.bonus), f32(x.state)];
+    const heap = () => this.heap.f32;
+    heap().set(f32(x.u).subarray(0, C), uPtr >>> 2);
+    for (let s = 0; s < seqs.count; s++) {
+      const T = seqs.length(s);
+      if (T === 0) continue;
+      heap().set(state.subarray(s * stateSize, (s + 1) * stateSize), sPtr >>> 2);
+      for (let t0 = 0; t0 < T; t0 += chunk) {
+        const n = Math.min(chunk, T - t0);
+        const r0 = (seqs.offsets[s] + t0) * C;
+        const slot = (i: number) => tPtr + i * tBytes;
+        for (const [i, a] of ins.entries()) heap().set(a.subarray(r0, r0 + n * C), slot(i) >>> 2);
+        this.k.wkv7(
+          slot(6),
+          slot(7),
+          slot(0),
+          slot(1),
+          slot(2),
+          slot(3),
+          slot(4),
+          slot(5),
+          uPtr,
+          sPtr,
+          n,
+          H,
+          N,
+        );
+        out.set(heap().subarray(slot(6) >>> 2, (slot(6) >>> 2) + n * C), r0);
+        bonus.set(heap().subarray(slot(7) >>> 2, (slot(7) >>> 2) + n * C), r0);
+      }
+      state.set(heap().subarray(sPtr >>> 2, (sPtr >>> 2) + stateSize), s * stateSize);
+    }
   }
 
   release(w: Linear): void {

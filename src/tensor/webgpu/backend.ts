@@ -24,7 +24,7 @@ import type {
   UnaryOp,
 } from '../backend.ts';
 import { openDevice } from './device.ts';
-import { webGpuFamily } from './families.ts';
+import { hasWebGpuFamily, webGpuFamily } from './families.ts';
 import './families/index.ts';
 import {
   AFFINE,
@@ -1063,12 +1063,17 @@ export class WebGpuBackend implements Backend {
 
   // ---------------------------------------------------------------- architectures
 
+  /** Whether this backend has a kernel for the family of this name (e.g. `wkv7`). */
+  static hasFamily(name: string): boolean {
+    return hasWebGpuFamily(name);
+  }
+
   run<A>(family: KernelFamily<A>, args: A): void {
     const own = webGpuFamily(family.name);
     if (!own) {
       throw new UserError(
-        `the webgpu backend has no kernel for "${family.name}"`,
-        'Use another backend for this architecture (--backend native).',
+        `the webgpu backend has no kernel for the "${family.name}" family`,
+        'Use a CPU backend for this architecture (--backend auto picks one).',
       );
     }
     own(this, args);

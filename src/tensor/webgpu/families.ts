@@ -19,3 +19,8 @@ export function registerWebGpuFamily(name: string, run: WebGpuFamily): void {
 export function webGpuFamily(name: string): WebGpuFamily | undefined {
   return families.get(name);
 }
+
+/** Whether the WebGPU backend has a kernel for the family of this name. */
+export function hasWebGpuFamily(name: string): boolean {
+  return families.has(name);
+}

@@ -259,3 +259,155 @@ export function sparseGemv(y: usize, wt: usize, x: usize, idx: usize, ld: i32, c
   }
   return <i32>n;
 }
+
+// ---- RWKV-5/6 state update (../../families/wkv5.ts) --------------------------------------
+
+// One sequence of T tokens, all H heads of N channels: r, k, v, out [T, H·N]; w [H·N]
+// (wStride 0) or [T, H·N] (wStride H·N); u [H·N]; s [H, N, N], S[i, j] with i the key and
+// j the value channel; acc has room for N floats. Per token and head:
+//   out_j = Σ_i r_i·S_ij + (Σ_i r_i·u_i·k_i)·v_j;   S_ij ← w_i·S_ij + k_i·v_j
+// in float32, four value channels j per step (a scalar tail when N is not a multiple of 4).
+export function wkvHeads(
+  out: usize,
+  r: usize,
+  k: usize,
+  v: usize,
+  w: usize,
+  wStride: i32,
+  u: usize,
+  s: usize,
+  acc: usize,
+  T: i32,
+  H: i32,
+  N: i32,
+): void {
+  const A = <usize>(H * N) << 2; // bytes per token row
+  const rowBytes = <usize>N << 2;
+  const n4 = <usize>(N & ~3) << 2; // bytes covered by whole vectors
+  for (let h = 0; h < H; h++) {
+    const head = <usize>(h * N) << 2;
+    const sh = s + <usize>h * <usize>N * rowBytes;
+    for (let t = 0; t < T; t++) {
+      const x0 = <usize>t * A + head;
+      const rt = r + x0;
+      const kt = k + x0;
+      const vt = v + x0;
+      const wt = w + ((<usize>t * <usize>wStride) << 2) + head;
+      // b = Σ_i r_i·u_i·k_i; out_j starts as b·v_j
+      let bonus: f32 = 0;
+      for (let i: usize = 0; i < rowBytes; i += 4) {
+        bonus += load<f32>(rt + i) * load<f32>(u + head + i) * load<f32>(kt + i);
+      }
+      const b4 = f32x4.splat(bonus);
+      let j: usize = 0;
+      for (; j < n4; j += 16) v128.store(acc + j, f32x4.mul(b4, v128.load(vt + j)));
+      for (; j < rowBytes; j += 4) store<f32>(acc + j, bonus * load<f32>(vt + j));
+      for (let i: usize = 0; i < rowBytes; i += 4) {
+        const ri = load<f32>(rt + i);
+        const ki = load<f32>(kt + i);
+        const wi = load<f32>(wt + i);
+        const r4 = f32x4.splat(ri);
+        const k4 = f32x4.splat(ki);
+        const w4 = f32x4.splat(wi);
+        const row = sh + i * <usize>N;
+        // out_j += r_i·S_ij (the state before this token); S_ij ← w_i·S_ij + k_i·v_j
+        j = 0;
+        for (; j < n4; j += 16) {
+          const sv = v128.load(row + j);
+          v128.store(acc + j, f32x4.add(v128.load(acc + j), f32x4.mul(r4, sv)));
+          v128.store(row + j, f32x4.add(f32x4.mul(w4, sv), f32x4.mul(k4, v128.load(vt + j))));
+        }
+        for (; j < rowBytes; j += 4) {
+          const sv = load<f32>(row + j);
+          store<f32>(acc + j, load<f32>(acc + j) + ri * sv);
+          store<f32>(row + j, wi * sv + ki * load<f32>(vt + j));
+        }
+      }
+      memory.copy(out + x0, acc, rowBytes);
+    }
+  }
+}
+
+// ---- RWKV-7's WKV recurrence (../../families/wkv7.ts) for T tokens of one sequence ------
+// r, w, k, v, a, b, out, bonus [T, H·N]; u [H·N]; S [H, N, N] (S[i][j], i the value
+// index), updated in place. Per token and head:
+//   sa = S·a; S ← S·diag(w) + sa·bᵀ + v·kᵀ; out = S·r; bonus = (Σ r·k·u)·v.
+
+@inline
+function lanes(x: v128): f32 {
+  return (
+    f32x4.extract_lane(x, 0) +
+    f32x4.extract_lane(x, 1) +
+    (f32x4.extract_lane(x, 2) + f32x4.extract_lane(x, 3))
+  );
+}
+
+export function wkv7(
+  out: usize,
+  bonus: usize,
+  r: usize,
+  w: usize,
+  k: usize,
+  v: usize,
+  a: usize,
+  b: usize,
+  u: usize,
+  S: usize,
+  T: i32,
+  H: i32,
+  N: i32,
+): void {
+  const rowBytes = <usize>N << 2;
+  const tokenBytes = <usize>(H * N) << 2;
+  const nv = <usize>(N & ~3) << 2; // bytes of a row in whole vectors
+  for (let t = 0; t < T; t++) {
+    for (let h = 0; h < H; h++) {
+      const o = <usize>t * tokenBytes + <usize>h * rowBytes; // this token's head h
+      const s0 = S + <usize>h * rowBytes * <usize>N;
+      for (let i = 0; i < N; i++) {
+        const row = s0 + <usize>i * rowBytes;
+        // sa = Σ_j S_ij·a_j over the state before this token
+        let acc = f32x4.splat(0);
+        let j: usize = 0;
+        for (; j < nv; j += 16) acc = f32x4.add(acc, f32x4.mul(v128.load(row + j), v128.load(a + o + j)));
+        let sa = lanes(acc);
+        for (; j < rowBytes; j += 4) sa += load<f32>(row + j) * load<f32>(a + o + j);
+        // S_ij ← S_ij·w_j + sa·b_j + v_i·k_j; out_i = Σ_j S_ij·r_j
+        const vi = load<f32>(v + o + (<usize>i << 2));
+        const sav = f32x4.splat(sa);
+        const viv = f32x4.splat(vi);
+        let yacc = f32x4.splat(0);
+        for (j = 0; j < nv; j += 16) {
+          const s = f32x4.add(
+            f32x4.add(
+              f32x4.mul(v128.load(row + j), v128.load(w + o + j)),
+              f32x4.mul(sav, v128.load(b + o + j)),
+            ),
+            f32x4.mul(viv, v128.load(k + o + j)),
+          );
+          v128.store(row + j, s);
+          yacc = f32x4.add(yacc, f32x4.mul(s, v128.load(r + o + j)));
+        }
+        let y = lanes(yacc);
+        for (; j < rowBytes; j += 4) {
+          const s =
+            load<f32>(row + j) * load<f32>(w + o + j) +
+            sa * load<f32>(b + o + j) +
+            vi * load<f32>(k + o + j);
+          store<f32>(row + j, s);
+          y += s * load<f32>(r + o + j);
+        }
+        store<f32>(out + o + (<usize>i << 2), y);
+      }
+      // bonus_i = (Σ_j r_j·k_j·u_j)·v_i
+      let c: f32 = 0;
+      const uh = u + <usize>h * rowBytes;
+      for (let jj: usize = 0; jj < rowBytes; jj += 4) {
+        c += load<f32>(r + o + jj) * load<f32>(k + o + jj) * load<f32>(uh + jj);
+      }
+      for (let ii: usize = 0; ii < rowBytes; ii += 4) {
+        store<f32>(bonus + o + ii, c * load<f32>(v + o + ii));
+      }
+    }
+  }
+}

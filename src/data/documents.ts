@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { UserError } from '../errors.ts';
 import { decodeUtf8Strict, type Tokenizer } from '../io/tokenizer.ts';
+import { oneLine } from '../util/files.ts';
 import { rng } from '../util/random.ts';
 import { brownDocuments, type Doc } from './brown.ts';
 
@@ -31,7 +32,7 @@ export function readDocuments(path: string): string[] {
       row = JSON.parse(line);
     } catch (e) {
       throw new UserError(
-        `${path}:${i + 1}: not valid JSON (${(e as Error).message})`,
+        `${path}:${i + 1}: not valid JSON (${oneLine((e as Error).message)})`,
         'Each line must be one JSON object.',
       );
     }
@@ -107,12 +108,4 @@ export function splitDocuments(docs: readonly Doc[], count: number, seed: number
     [pool[i], pool[j]] = [pool[j], pool[i]];
   }
   return { calibration: pool.slice(0, Math.min(count, pool.length)), heldOut };
-}
-
-/** Non-overlapping windows of `size` tokens (ctx + 1) from a token stream; the tail is dropped. */
-export function tokenWindows(tokens: readonly number[], size: number, max: number): number[][] {
-  const out: number[][] = [];
-  for (let s = 0; s + size <= tokens.length && out.length < max; s += size)
-    out.push(tokens.slice(s, s + size));
-  return out;
 }
