@@ -58,7 +58,7 @@ export const GpuBench = z.object({
   copyGbps: Stat,
   gemm: z.array(z.object({ variant: z.string(), shape: z.string(), tflops: Stat })),
   gemv: z.array(z.object({ dtype: z.string(), shape: z.string(), gbps: Stat })),
-  /** The zero-skipping GEMV over the dense one (fp32); ideal 1/(1 − zeros). */
+  /** The zero-skipping GEMV over the fastest dense fp32 GEMV; ideal 1/(1 − zeros). */
   sparse: z.array(z.object({ zeros: z.number().min(0).max(1), speedup: Stat, ideal: z.number() })),
   /** What the subgroup-matrix GEMM's self-check said (or why it did not run). */
   matrix: z.string(),
