@@ -124,7 +124,9 @@ export interface OpenBackendOptions {
 /**
  * The backend named (js, wasm, native, webgpu) or, for `auto` (the default): WebGPU on
  * a GPU adapter, else the fastest CPU tier. An explicit `webgpu` may run on a CPU
- * software adapter (how the tests run without a GPU).
+ * software adapter (how the tests run without a GPU). When the model needs a kernel
+ * family the WebGPU backend lacks (`opts.families`), `auto` takes the CPU with one notice
+ * and `webgpu` is refused, naming the family.
  */
 export async function openBackend(
   requested?: string,
