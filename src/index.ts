@@ -57,5 +57,6 @@ export { calibrate, calibrationWindows } from './sparsity/calibrate.ts';
 export { applyThresholds, macWeighted, measureSparsity } from './sparsity/plan.ts';
 export type { Backend, Buf, Linear } from './tensor/backend.ts';
 export { Seqs } from './tensor/backend.ts';
-export { selectBackend } from './tensor/select.ts';
+export { closeBackends, openBackend, selectBackend } from './tensor/select.ts';
+export type { WebGpuBackend } from './tensor/webgpu/backend.ts';
 export { toolVersion } from './version.ts';

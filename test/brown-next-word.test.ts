@@ -37,7 +37,7 @@ test('brown_next_word: 500 items of held-out text, the true word among 4 distinc
 });
 
 test('the embedded model does it well above chance', async () => {
-  const { model, tokenizer, checkpoint } = openModel(embeddedModelPath());
+  const { model, tokenizer, checkpoint } = await openModel(embeddedModelPath());
   checkpoint.close();
   const first = limitItems(items, 100);
   const r = await evaluateUnit(model, tokenizer, { kind: 'task', name: task.name, items: first });

@@ -148,7 +148,7 @@ describe('eval', () => {
     );
     await fail(
       ['eval', model, '--task-dir', join(dir, 'empty'), '--out', join(dir, 'x')],
-      /nothing to evaluate/,
+      /no task has data in .*empty, and no --text/,
     );
   });
 });

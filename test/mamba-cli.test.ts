@@ -2,12 +2,13 @@
  * The commands on Mamba and Mamba-2: a random byte-vocabulary model saved as a Hugging Face
  * folder (config.json + model.safetensors) goes through info, calibrate, eval (tasks and a
  * held-out text), hw on the run and hw / bench what-ifs of the architecture, with no
- * architecture-specific options.
+ * architecture-specific options; --backend webgpu is refused by the family it lacks.
  */
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { UserError } from '../src/errors.ts';
 import { readAll } from '../src/io/memory.ts';
 import { writeSafetensors } from '../src/io/safetensors.ts';
 import { architecture } from '../src/models/registry.ts';
@@ -36,6 +37,22 @@ describe('commands on Mamba and Mamba-2 folders', () => {
       const run = join(tmpDir(), 'cal');
       const info = await runCommand(['info', model]);
       assert.match(info.out, new RegExp(`architecture\\s+${arch}\\n`));
+      // WebGPU has no conv1d / scan kernels yet: named, refused before any adapter is asked.
+      await assert.rejects(
+        runCommand([
+          'eval',
+          model,
+          '--out',
+          join(tmpDir(), 'gpu'),
+          '--text',
+          'brown',
+          '--backend',
+          'webgpu',
+        ]),
+        (e: unknown) =>
+          e instanceof UserError &&
+          /no kernel for the "conv1d" family that Mamba(-2)? needs/.test(e.message),
+      );
 
       await runCommand([
         ...['calibrate', model, '--out', run, '--data', 'brown', '--loss-inc', '1.01'],

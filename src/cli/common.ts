@@ -4,6 +4,7 @@ import { UserError } from '../errors.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import type { Tokenizer } from '../io/tokenizer.ts';
 import type { LanguageModel } from '../models/model.ts';
+import { backendNotices } from '../tensor/select.ts';
 import type { Io } from './io.ts';
 import type { Args, OptionSpec, PositionalSpec } from './options.ts';
 import { checkOutputFile } from './output.ts';
@@ -13,16 +14,17 @@ export const MODEL: PositionalSpec = {
   help: 'The checkpoint: a BlinkDL .pth, a Hugging Face pytorch_model.bin or safetensors file (or a folder of shards), or an rwkv.cpp .bin.',
 };
 
-/** Backends a model can run on (`auto`: the fastest that loads here). */
-export const BACKENDS = ['auto', 'native', 'wasm', 'js'] as const;
+/** Backends a model can run on (`auto`: a GPU, else the fastest CPU tier that loads here). */
+export const BACKENDS = ['auto', 'native', 'wasm', 'js', 'webgpu'] as const;
 
 export const backendOption: OptionSpec = {
   name: 'backend',
   type: 'choice',
   value: 'NAME',
   choices: BACKENDS,
-  help: 'Where the model runs: native (C++ kernels), wasm, js (the reference), or auto.',
-  defaultText: 'auto (or $ACTSPARSE_BACKEND), the fastest that loads here',
+  help: 'Where the model runs: native (C++ kernels), wasm, js (the reference), webgpu (a GPU through Vulkan/Metal/D3D12; a CPU software adapter such as lavapipe is taken only when named), or auto.',
+  defaultText:
+    'auto (or $ACTSPARSE_BACKEND): a GPU adapter, else the fastest CPU tier that loads here',
 };
 
 export const tokenizerOption: OptionSpec = {
@@ -77,15 +79,33 @@ export interface Loaded {
  * (options a command lacks are not read). Says which tokenizer is in use, unless the
  * command takes token ids only.
  */
-export function openModel(path: string, a: Args, io: Io, { sayTokenizer = true } = {}): Loaded {
+export async function openModel(
+  path: string,
+  a: Args,
+  io: Io,
+  { sayTokenizer = true } = {},
+): Promise<Loaded> {
   const has = (n: string) => a.spec.options.some((o) => o.name === n);
-  const o = openModelFile(path, {
-    backend: has('backend') ? a.str('backend') : undefined,
-    thresholds: has('thresholds') ? a.str('thresholds') : undefined,
-    tokenizer: has('tokenizer') ? a.str('tokenizer') : undefined,
-  });
+  const o = await sayingNotices(io, () =>
+    openModelFile(path, {
+      backend: has('backend') ? a.str('backend') : undefined,
+      thresholds: has('thresholds') ? a.str('thresholds') : undefined,
+      tokenizer: has('tokenizer') ? a.str('tokenizer') : undefined,
+    }),
+  );
   if (sayTokenizer) io.err(`tokenizer: ${o.tokenizer.kind} (${o.tokenizer.source})\n`);
   return { ckpt: o.checkpoint, model: o.model, tokenizer: o.tokenizer };
+}
+
+/**
+ * Runs `open` and prints the backend notices it added (e.g. why `auto` did not take the
+ * GPU), one line each, on stderr.
+ */
+export async function sayingNotices<T>(io: Io, open: () => Promise<T>): Promise<T> {
+  const before = backendNotices.length;
+  const r = await open();
+  for (const n of backendNotices.slice(before)) io.err(`notice: ${n}\n`);
+  return r;
 }
 
 /** --ctx, or min(1024, the model's maximum context); never above that maximum. */

@@ -9,6 +9,7 @@
  * A second signal, or one sent to any other command (they write their outputs whole,
  * at the end), ends the process at once.
  */
+import { closeBackends } from '../tensor/select.ts';
 import { commands } from './commands/index.ts';
 import { runCli } from './dispatch.ts';
 import type { Io } from './io.ts';
@@ -38,6 +39,9 @@ if (commands.find((c) => c.name === argv[0])?.stoppable) {
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   if (e.code === 'EPIPE') process.exit(0);
 });
-runCli(argv, io).then((code) => {
-  process.exitCode = code;
-});
+runCli(argv, io)
+  // A WebGPU device keeps Node running until it is closed.
+  .finally(closeBackends)
+  .then((code) => {
+    process.exitCode = code;
+  });

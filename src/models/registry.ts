@@ -9,6 +9,13 @@ import { UserError } from '../errors.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import { memoryCheckpoint, zeroCheckpoint } from '../io/memory.ts';
 import type { Backend } from '../tensor/backend.ts';
+import { conv1d } from '../tensor/families/conv1d.ts';
+import { selectiveScan } from '../tensor/families/selective-scan.ts';
+import { ssd } from '../tensor/families/ssd.ts';
+import { wkv4 } from '../tensor/families/wkv4.ts';
+import { wkv5 } from '../tensor/families/wkv5.ts';
+import { wkv6 } from '../tensor/families/wkv6.ts';
+import { wkv7 } from '../tensor/families/wkv7.ts';
 import { Mamba } from './mamba.ts';
 import { Mamba2 } from './mamba2.ts';
 import type { LanguageModel } from './model.ts';
@@ -48,6 +55,11 @@ export interface Architecture {
   readonly name: string;
   /** For people, e.g. `RWKV-4`. */
   readonly label: string;
+  /**
+   * The kernel families its model runs (`backend.run`), by name: a backend without one
+   * of them cannot run it (`openBackend` passes over WebGPU then).
+   */
+  readonly families: readonly string[];
   /** Whether the checkpoint's tensor names are this architecture's. */
   detect(ckpt: Checkpoint): boolean;
   load(ckpt: Checkpoint, backend: Backend, opts?: { sparse?: boolean }): LanguageModel;
@@ -144,6 +156,7 @@ export const ARCHITECTURES: readonly Architecture[] = [
   {
     name: 'opt',
     label: 'OPT',
+    families: [],
     // OPTForCausalLM names; OPTModel checkpoints drop the `model.` prefix.
     detect: (c) =>
       has(c, 'model.decoder.embed_tokens.weight') || has(c, 'decoder.embed_tokens.weight'),
@@ -160,6 +173,7 @@ export const ARCHITECTURES: readonly Architecture[] = [
   {
     name: 'rwkv4',
     label: 'RWKV-4',
+    families: [wkv4.name],
     detect: (c) =>
       has(c, 'blocks.0.att.time_first') &&
       has(c, 'blocks.0.att.key.weight') &&
@@ -175,6 +189,7 @@ export const ARCHITECTURES: readonly Architecture[] = [
   {
     name: 'rwkv5',
     label: 'RWKV-5',
+    families: [wkv5.name],
     // GroupNorm ln_x and a time_decay (RWKV-7 has w0), without RWKV-6's time_maa.
     detect: (c) =>
       has(c, 'blocks.0.att.ln_x.weight') &&
@@ -191,6 +206,7 @@ export const ARCHITECTURES: readonly Architecture[] = [
   {
     name: 'rwkv6',
     label: 'RWKV-6',
+    families: [wkv6.name],
     detect: (c) => has(c, 'blocks.0.att.time_maa_x') && has(c, 'blocks.0.att.time_faaaa'),
     load: (c, be, o) => Rwkv6.load(c, be, o),
     random: (s, seed = 1) =>
@@ -203,6 +219,7 @@ export const ARCHITECTURES: readonly Architecture[] = [
   {
     name: 'rwkv7',
     label: 'RWKV-7',
+    families: [wkv7.name],
     // x070 names (rwkv.cpp files: x_rwkvag, split by the reader); DeepEmbed is another model.
     detect: (c) =>
       has(c, 'emb.weight') &&
@@ -224,6 +241,7 @@ export const ARCHITECTURES: readonly Architecture[] = [
     // MambaForCausalLM names; Mamba-2 adds dt_bias and the gated norm.
     detect: (c) => has(c, mambaA0) && !mamba2Marks.some((n) => has(c, n)),
     load: (c, be, o) => Mamba.load(c, be, o),
+    families: [conv1d.name, selectiveScan.name],
     random: (s, seed = 1) => {
       const { specs, config } = mambaSpecs({ ...mambaShape(s), seed });
       return memoryCheckpoint(materialize(specs), `<random mamba ${s.nLayer}x${s.nEmbd}>`, {
@@ -240,6 +258,7 @@ export const ARCHITECTURES: readonly Architecture[] = [
     label: 'Mamba-2',
     detect: (c) => has(c, mambaA0) && mamba2Marks.some((n) => has(c, n)),
     load: (c, be, o) => Mamba2.load(c, be, o),
+    families: [conv1d.name, ssd.name],
     random: (s, seed = 1) => {
       const { specs, config } = mamba2Specs({ ...mamba2Shape(s), seed });
       return memoryCheckpoint(materialize(specs), `<random mamba2 ${s.nLayer}x${s.nEmbd}>`, {
@@ -292,6 +311,11 @@ export function detectArchitecture(ckpt: Checkpoint): string {
   return (
     ARCHITECTURES.find((a) => a.detect(ckpt))?.name ?? knownUnsupported(ckpt)?.name ?? 'unknown'
   );
+}
+
+/** The architecture whose tensor names the checkpoint has, or null. */
+export function detectEntry(ckpt: Checkpoint): Architecture | null {
+  return ARCHITECTURES.find((a) => a.detect(ckpt)) ?? null;
 }
 
 export function loadModel(

@@ -4,7 +4,13 @@
  * that ratios are fair on a shared, noisy machine.
  */
 import { cpus } from 'node:os';
-import type { BenchResult, ModelBench, Stat } from '../formats/bench.ts';
+import {
+  BENCH_FORMAT_VERSION,
+  type BenchResult,
+  type GpuBench,
+  type ModelBench,
+  type Stat,
+} from '../formats/bench.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import {
   forward,
@@ -15,8 +21,11 @@ import {
   step,
 } from '../models/model.ts';
 import { architecture, loadModel } from '../models/registry.ts';
-import type { Backend } from '../tensor/backend.ts';
+import { ModelEvaluator } from '../sparsity/evaluator.ts';
+import type { Backend, WeightDType } from '../tensor/backend.ts';
 import * as native from '../tensor/native/index.ts';
+import { WebGpuBackend } from '../tensor/webgpu/backend.ts';
+import { parseTiles } from '../tensor/webgpu/kernels/matmul.ts';
 import { Stopped, stopPoint } from '../util/cancel.ts';
 import { rng } from '../util/random.ts';
 import { textTable } from '../util/table.ts';
@@ -126,7 +135,7 @@ async function withThreads<T>(b: Backend, n: number, fn: () => Promise<T>): Prom
 export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const log = o.log ?? (() => {});
   const result: BenchResult = {
-    formatVersion: 1,
+    formatVersion: BENCH_FORMAT_VERSION,
     machine: {
       cpu: cpus()[0]?.model ?? 'unknown',
       cores: cpus().length,
@@ -171,6 +180,10 @@ async function measureAll(o: BenchOptions, result: BenchResult, log: (s: string)
   // GEMV out of cache: 4096 × 4096 fp32 = 64 MiB, twice the L3.
   const [vR, vC] = o.quick ? [512, 512] : [4096, 4096];
   for (const b of o.backends) {
+    if (b instanceof WebGpuBackend) {
+      result.gpu = [...(result.gpu ?? []), await benchGpu(o, b, log)];
+      continue;
+    }
     const gx = b.upload(randomArray(gT * gK, 1));
     const gy = b.alloc(gT * gN);
     const vx = randomArray(vC, 2);
@@ -256,6 +269,147 @@ async function measureAll(o: BenchOptions, result: BenchResult, log: (s: string)
   await stop();
   const fastest = o.backends[0];
   result.model = await benchModel(o, fastest, result.bandwidth.at(-1)?.gbps.median ?? null, log);
+}
+
+/** GEMM tile shapes tried on a GPU (the backend's default first). */
+const TILE_CANDIDATES = [
+  '128x128x16/8x8',
+  '128x128x32/8x8',
+  '128x64x16/8x8',
+  '64x128x16/8x8',
+  '128x128x16/8x4',
+  '64x64x16/4x4',
+];
+
+/**
+ * The GPU kernels: copy bandwidth, GEMM (fp32 tiles, each candidate tile shape on a
+ * hardware adapter, float16 weights, the subgroup-matrix kernel when it passes its
+ * check), GEMV (fp32 and bf16 weights) and the zero-skipping GEMV against the dense one.
+ */
+async function benchGpu(
+  o: BenchOptions,
+  b: WebGpuBackend,
+  log: (s: string) => void,
+): Promise<GpuBench> {
+  const quick = !!o.quick;
+  const software = b.rt.facts.software;
+  const stop = () => stopPoint(o.signal);
+  // Copy 1 GiB (read + write): the device's streaming rate.
+  const cn = quick ? 4 << 20 : 128 << 20;
+  const src = b.alloc(cn);
+  const dst = b.alloc(cn);
+  const copy = rate(
+    await timeMs(() => {
+      b.copy(dst, src);
+      return b.read(dst, 0, 1);
+    }, o.repeats),
+    (8 * cn) / 1e6,
+  );
+  b.free(src);
+  b.free(dst);
+  log(`webgpu copy ${copy.median.toPrecision(3)} GB/s`);
+
+  await stop();
+  // GEMM 16384 tokens × 1024 → 4096 (the issue's shape: a calibration batch's ffn.key).
+  const [gT, gK, gN] = quick ? [512, 256, 512] : [16384, 1024, 4096];
+  const gx = b.upload(randomArray(gT * gK, 1));
+  const gy = b.alloc(gT * gN);
+  // 2·T·K·N flop; per millisecond ÷ 1e9 = TFLOP/s.
+  const gflop = (2 * gT * gK * gN) / 1e9;
+  const gemm: GpuBench['gemm'] = [];
+  const timeGemm = async (variant: string, dtype: WeightDType) => {
+    await stop();
+    const w = b.prepare(randomArray(gN * gK, 3), gN, gK, { dtype });
+    const t = rate(
+      await timeMs(() => {
+        b.matmul(gy, w, gx, gT);
+        return b.read(gy, 0, 1);
+      }, o.repeats),
+      gflop,
+    );
+    b.release(w);
+    gemm.push({ variant, shape: `${gT}x${gK}->${gN}`, tflops: t });
+    log(`webgpu gemm ${variant}: ${t.median.toPrecision(3)} TFLOP/s`);
+  };
+  const tiles = software || quick ? [TILE_CANDIDATES[0]] : TILE_CANDIDATES;
+  for (const t of tiles) {
+    b.setGemmTiles(parseTiles(t));
+    await timeGemm(`fp32 tiles ${t}`, 'f32');
+  }
+  // The best tiles stay for the rest (and the model figures).
+  const best = gemm.reduce((x, y) => (y.tflops.median > x.tflops.median ? y : x));
+  b.setGemmTiles(parseTiles(best.variant.slice('fp32 tiles '.length)));
+  await timeGemm('f16 weights, fp32 math', 'f16');
+  const matrix = await b.enableMatrixGemm();
+  log(`webgpu ${matrix}`);
+  if (matrix.startsWith('subgroup-matrix GEMM on')) {
+    await timeGemm('subgroup matrix, f16 tiles', 'f16');
+    b.disableMatrixGemm();
+  }
+  b.free(gx);
+  b.free(gy);
+
+  await stop();
+  // GEMV 8192 × 8192 (256 MiB of fp32, beyond the caches of any GPU).
+  const [vR, vC] = quick ? [1024, 1024] : [8192, 8192];
+  const vx = randomArray(vC, 2);
+  const vxb = b.upload(vx.slice());
+  const vy = b.alloc(vR);
+  const gemv: GpuBench['gemv'] = [];
+  const done = () => b.read(vy, 0, 1);
+  let denseF32: Stat | null = null;
+  for (const dtype of ['f32', 'bf16'] as const) {
+    const w = b.prepare(randomArray(vR * vC, 4), vR, vC, { dtype });
+    const t = await timeMs(() => {
+      b.matmul(vy, w, vxb, 1);
+      return done();
+    }, o.repeats);
+    const bytes = (dtype === 'f32' ? 4 : 2) * vR * vC;
+    if (dtype === 'f32') denseF32 = t;
+    gemv.push({ dtype, shape: `${vR}x${vC}`, gbps: rate(t, bytes / 1e6) });
+    log(`webgpu gemv ${dtype}: ${(bytes / 1e6 / t.median).toPrecision(3)} GB/s`);
+    b.release(w);
+  }
+  // Zero skipping against the fastest dense fp32 GEMV (of the plain weights or of the
+  // zero-skipping copy), at each share of zeros; ideal 1/(1 − s).
+  const sw = b.prepare(randomArray(vR * vC, 4), vR, vC, { sparse: true });
+  const denseSw = await timeMs(() => {
+    b.matmul(vy, sw, vxb, 1);
+    return done();
+  }, o.repeats);
+  const dense = denseF32 && denseF32.median < denseSw.median ? denseF32 : denseSw;
+  const sparse: GpuBench['sparse'] = [];
+  for (const zeros of [0, 0.5, 0.6, 0.7, 0.9]) {
+    await stop();
+    const xs = vx.slice();
+    const r = rng(5);
+    for (let i = 0; i < xs.length; i++) if (r() < zeros) xs[i] = 0;
+    const xb = b.upload(xs);
+    const t = await timeMs(() => {
+      b.matmul(vy, sw, xb, 1, { skipZeros: true });
+      return done();
+    }, o.repeats);
+    b.free(xb);
+    const speedup = {
+      median: dense.median / t.median,
+      min: dense.min / t.max,
+      max: dense.max / t.min,
+    };
+    sparse.push({ zeros, speedup, ideal: 1 / (1 - zeros) });
+  }
+  b.release(sw);
+  b.free(vxb);
+  b.free(vy);
+  return {
+    backend: b.description,
+    software,
+    device: b.details(),
+    copyGbps: copy,
+    gemm,
+    gemv,
+    sparse,
+    matrix,
+  };
 }
 
 /** Decode (step mode) tokens/s, dense and with thresholds, and sequence-mode tokens/s. */
@@ -362,6 +516,23 @@ async function benchModel(
     );
     log(`sequence T=${T}: ${sequence.median.toFixed(0)} tok/s`);
   }
+
+  await stopPoint(o.signal);
+  // Calibration: loss passes over a batch of windows (a GPU takes the search's batch of
+  // 16 × 1024 tokens; a CPU a smaller one), the input of block 0 cached as the search does.
+  const gpu = backend instanceof WebGpuBackend;
+  const [nw, ctx] = o.quick ? [2, 32] : gpu ? [16, 1024] : [4, 128];
+  const wctx = Math.min(ctx, model.maxContext - 1);
+  const windows = Array.from({ length: nw }, (_, w) =>
+    Array.from({ length: wctx + 1 }, (_, i) => (i * 7919 + w * 104729 + 1) % V),
+  );
+  const ev = new ModelEvaluator(model, windows);
+  const calib = rate(
+    await timeMs(() => ev.loss(), Math.min(5, o.repeats)),
+    nLayer * nw * wctx * 1e3,
+  );
+  ev.free();
+  log(`calibration: ${calib.median.toFixed(0)} block-token forwards/s`);
   return {
     source,
     backend: backend.description,
@@ -376,6 +547,7 @@ async function benchModel(
     decodeSparse: sparse,
     sequenceT: T,
     sequence,
+    calibration: { windows: nw, ctx: wctx, blockTokensPerSec: calib },
     facts: {
       architecture: model.arch,
       nLayer,
@@ -389,6 +561,9 @@ async function benchModel(
 
 const f1 = (s: Stat, digits = 1) =>
   `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})`;
+/** Three significant digits: GPU figures span 1e-3 (a software adapter) to 1e3. */
+const f3 = (s: Stat) =>
+  `${s.median.toPrecision(3)} (${s.min.toPrecision(3)}–${s.max.toPrecision(3)})`;
 
 /** The result as plain-text tables. */
 export function formatBench(r: BenchResult): string {
@@ -431,6 +606,32 @@ export function formatBench(r: BenchResult): string {
     }
     lines.push(...textTable(rows).map((l) => `  ${l}`));
   }
+  for (const g of r.gpu ?? []) {
+    lines.push('', `GPU: ${g.backend}`);
+    if (g.software)
+      lines.push(
+        '  (a CPU software adapter: these figures test the code path, they say nothing about a GPU)',
+      );
+    for (const [k, v] of Object.entries(g.device)) lines.push(`  ${k.padEnd(24)}${v}`);
+    lines.push(`  copy bandwidth (read + write)  ${f3(g.copyGbps)} GB/s`);
+    lines.push('  GEMM                                  shape                 TFLOP/s');
+    for (const x of g.gemm)
+      lines.push(`    ${x.variant.padEnd(36)}${x.shape.padEnd(22)}${f3(x.tflops)}`);
+    lines.push(`    (${g.matrix})`);
+    lines.push('  GEMV, one row      shape         GB/s of weights   % of copy bandwidth');
+    for (const x of g.gemv) {
+      const pct = ((100 * x.gbps.median) / g.copyGbps.median).toFixed(0);
+      lines.push(`    ${x.dtype.padEnd(16)}${x.shape.padEnd(14)}${f3(x.gbps).padEnd(24)}${pct}%`);
+    }
+    lines.push(
+      '  zero-skipping GEMV (fp32) over the fastest dense fp32 GEMV: zeros  speedup  ideal  of ideal',
+    );
+    for (const x of g.sparse) {
+      lines.push(
+        `    ${`${(x.zeros * 100).toFixed(0)}%`.padEnd(6)}${f1(x.speedup, 2).padEnd(20)}${x.ideal.toFixed(2).padEnd(7)}${((100 * x.speedup.median) / x.ideal).toFixed(0)}%`,
+      );
+    }
+  }
   const m = r.model;
   if (m) {
     lines.push('', `model ${m.shape}: ${m.source}`, `  backend ${m.backend}`);
@@ -448,6 +649,11 @@ export function formatBench(r: BenchResult): string {
       `  decode sparse    ${f1(m.decodeSparse)} tokens/s at ${(100 * m.measuredZeros).toFixed(1)}% zeros in block-site inputs (${how}): ${(m.decodeSparse.median / m.decodeDense.median).toFixed(2)}× dense`,
     );
     if (m.sequence) lines.push(`  sequence T=${m.sequenceT}  ${f1(m.sequence, 0)} tokens/s`);
+    const c = m.calibration;
+    if (c)
+      lines.push(
+        `  calibration      ${f1(c.blockTokensPerSec, 0)} block-token forwards/s (loss passes over ${c.windows} windows of ${c.ctx} tokens)`,
+      );
   }
   if (r.interrupted) lines.push('', 'interrupted: the measurements above are all that was made');
   return `${lines.join('\n')}\n`;

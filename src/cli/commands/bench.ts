@@ -3,12 +3,12 @@ import { BenchResult } from '../../formats/bench.ts';
 import { formatText } from '../../formats/read.ts';
 import { readThresholds, thresholdsPath } from '../../formats/thresholds.ts';
 import { openCheckpoint } from '../../io/open.ts';
-import { ARCHITECTURES, architecture } from '../../models/registry.ts';
+import { ARCHITECTURES, architecture, detectEntry } from '../../models/registry.ts';
 import { formatBench, runBench } from '../../report/bench.ts';
 import { applyThresholds, zerosByDepth } from '../../sparsity/plan.ts';
 import type { Backend } from '../../tensor/backend.ts';
-import { selectBackend } from '../../tensor/select.ts';
-import { checkJson, forceOption, jsonOption } from '../common.ts';
+import { openBackend } from '../../tensor/select.ts';
+import { checkJson, forceOption, jsonOption, sayingNotices } from '../common.ts';
 import type { Command } from '../io.ts';
 import { humanOut, STDOUT, writeOutput } from '../output.ts';
 
@@ -108,8 +108,8 @@ export const bench: Command = {
       name: 'backend',
       type: 'string',
       value: 'LIST',
-      default: 'native,wasm,js',
-      help: 'Backends to compare, comma-separated (native, wasm, js); the first that loads times the model.',
+      default: 'auto,native,wasm,js',
+      help: 'Backends to compare, comma-separated (auto, native, wasm, js, webgpu); the first that loads times the model. webgpu prints the adapter, its limits and features, GEMM TFLOP/s, GEMV GB/s, the zero-skipping GEMV and the calibration rate.',
     },
     {
       name: 'quick',
@@ -126,6 +126,7 @@ export const bench: Command = {
   ],
   examples: [
     'actsparse bench --json bench.json',
+    'actsparse bench --backend webgpu --shape 24x1024 --json bench-gpu.json',
     'actsparse bench --shape 24x1024 --zeros-from runs/cal --model-only --decode-tokens 8 --seq-len 0',
   ],
   async run(a, io) {
@@ -158,20 +159,23 @@ export const bench: Command = {
     const siteIds = zeros ? [...new Set(zeros.sites.map((s) => s.site))] : [];
     const json = checkJson(a, io);
     const say = humanOut(io, json);
-    // Backends to compare: a comma list, or every one that loads here (fastest first).
-    const backends: Backend[] = [];
-    for (const n of a.str('backend')!.split(',')) {
-      try {
-        const b = selectBackend(n.trim());
-        if (!backends.includes(b)) backends.push(b);
-      } catch (e) {
-        if (a.has('backend')) throw e;
-        io.err(`skipping ${n}: ${(e as UserError).message}\n`);
-      }
-    }
-
     const checkpoint = modelPath ? openCheckpoint(modelPath) : undefined;
     try {
+      // Backends to compare: a comma list, or every one that loads here (fastest first),
+      // each with the kernel families of the model's architecture.
+      const entry = checkpoint ? detectEntry(checkpoint) : arch;
+      const backends: Backend[] = [];
+      for (const n of a.str('backend')!.split(',')) {
+        try {
+          const b = await sayingNotices(io, () =>
+            openBackend(n.trim(), { families: entry?.families, what: entry?.label }),
+          );
+          if (!backends.includes(b)) backends.push(b);
+        } catch (e) {
+          if (a.has('backend')) throw e;
+          io.err(`skipping ${n}: ${(e as UserError).message}\n`);
+        }
+      }
       const nLayer = shape?.nLayer ?? 2;
       const result = await runBench({
         backends,

@@ -163,7 +163,7 @@ export const calibrateCommand: Command = {
       resume: a.flag('resume'),
     });
     if (start) io.err(`${start}\n`);
-    const { model, tokenizer, ckpt } = openModel(path, a, io);
+    const { model, tokenizer, ckpt } = await openModel(path, a, io);
     ckpt.close();
     const cfg: CalibrationConfig = {
       method: a.str('method') as CalibrationConfig['method'],

@@ -97,7 +97,7 @@ export const demo: Command = {
       io.err(`   (${((performance.now() - t) / 1000).toFixed(1)} s)\n`);
       return r;
     };
-    const { model, tokenizer, ckpt } = openModel(modelPath, a, io);
+    const { model, tokenizer, ckpt } = await openModel(modelPath, a, io);
     ckpt.close();
     const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
     try {

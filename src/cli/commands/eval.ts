@@ -142,7 +142,7 @@ export const evalCommand: Command = {
       );
     }
 
-    const { model, tokenizer, ckpt } = openModel(path, a, io);
+    const { model, tokenizer, ckpt } = await openModel(path, a, io);
     ckpt.close();
     const ctx = contextLength(a, model);
     const maxWindows = a.num('windows')!;

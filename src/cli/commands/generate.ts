@@ -83,7 +83,7 @@ export const generate: Command = {
     const topP = a.num('top-p')!;
     const seed = a.num('seed')!;
     const random = rng(seed);
-    const { model, tokenizer, ckpt } = openModel(path, a, io);
+    const { model, tokenizer, ckpt } = await openModel(path, a, io);
     ckpt.close();
     // The text goes to stdout, or to stderr when stdout holds the JSON.
     const text = json === STDOUT ? io.err : io.out;

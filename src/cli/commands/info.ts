@@ -5,10 +5,11 @@ import { type InfoResult, infoText } from '../../formats/outputs.ts';
 import type { Checkpoint } from '../../io/checkpoint.ts';
 import { openCheckpoint } from '../../io/open.ts';
 import { optConfig, optShape } from '../../models/opt.ts';
-import { detectArchitecture } from '../../models/registry.ts';
+import { detectArchitecture, detectEntry } from '../../models/registry.ts';
 import { rwkv4Config } from '../../models/rwkv4.ts';
-import { backendNotices, selectBackend } from '../../tensor/select.ts';
+import { backendNotices, openBackend } from '../../tensor/select.ts';
 import { numel } from '../../tensor/tensor.ts';
+import { WebGpuBackend } from '../../tensor/webgpu/backend.ts';
 import {
   backendOption,
   checkJson,
@@ -50,14 +51,19 @@ export const info: Command = {
     'actsparse info models/rwkv4-brown-3m.safetensors',
     'actsparse info RWKV-4-Pile-430M.pth --json - | jq .parameters',
   ],
-  run(a, io) {
+  async run(a, io) {
     const [path] = a.positionals;
     const json = checkJson(a, io);
     const say = humanOut(io, json);
-    const backend = selectBackend(a.str('backend'));
     const ckpt = openCheckpoint(path);
     try {
       const arch = detectArchitecture(ckpt);
+      // The backend the model would run on: one with its architecture's kernel families.
+      const entry = detectEntry(ckpt);
+      const backend = await openBackend(a.str('backend'), {
+        families: entry?.families,
+        what: entry?.label,
+      });
       let params = 0;
       const dtypes = new Map<string, number>();
       for (const t of ckpt.tensors.values()) {
@@ -135,14 +141,14 @@ export const info: Command = {
         ['memory with sparse copies', `up to ${formatBytes(params * 8)}`],
         ['backend', backend.description],
       );
+      // A GPU: its adapter, limits and the features the kernels use.
+      if (backend instanceof WebGpuBackend)
+        for (const [k, v] of Object.entries(backend.details())) rows.push([`  ${k}`, v]);
       for (const n of backendNotices) rows.push(['notice', n]);
       const meta: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(ckpt.meta)) {
         if (v === undefined) continue;
-        // JSON-safe (a .pth header may hold big integers).
-        meta[k] = JSON.parse(
-          JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x)) ?? 'null',
-        );
+        meta[k] = jsonSafe(v);
         if (typeof v !== 'object') rows.push([`meta.${k}`, String(v)]);
       }
       const w = Math.max(...rows.map((r) => r[0].length));
@@ -173,3 +179,13 @@ export const info: Command = {
     }
   },
 };
+
+/** `v` with big integers as strings (a .pth header may hold some), for --json. */
+function jsonSafe(v: unknown): unknown {
+  if (typeof v === 'bigint') return v.toString();
+  if (Array.isArray(v)) return v.map(jsonSafe);
+  if (v !== null && typeof v === 'object') {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, jsonSafe(x)]));
+  }
+  return v;
+}

@@ -7,6 +7,7 @@ import {
   MODEL,
   openModel,
   parseTokenList,
+  sayingNotices,
   thresholdsOption,
   tokenizerOption,
 } from '../common.ts';
@@ -70,14 +71,16 @@ export const logits: Command = {
     const line = checkOutputFile(out, '--out', a.flag('force'));
     if (line) io.err(`${line}\n`);
     let ids: number[];
-    let model: ReturnType<typeof openModelOnly>['model'];
+    let model: Awaited<ReturnType<typeof openModelOnly>>['model'];
     if (text !== undefined) {
-      const o = openModel(path, a, io);
+      const o = await openModel(path, a, io);
       o.ckpt.close();
       model = o.model;
       ids = o.tokenizer.encode(text);
     } else {
-      const o = openModelOnly(path, { backend: a.str('backend'), thresholds: a.str('thresholds') });
+      const o = await sayingNotices(io, () =>
+        openModelOnly(path, { backend: a.str('backend'), thresholds: a.str('thresholds') }),
+      );
       o.checkpoint.close();
       model = o.model;
       ids = parseTokenList(list!, model.nVocab);

@@ -61,7 +61,7 @@ export const perplexity: Command = {
     const json = checkJson(a, io);
     const say = humanOut(io, json);
     const docs = readDocuments(file);
-    const { model, tokenizer, ckpt } = openModel(path, a, io);
+    const { model, tokenizer, ckpt } = await openModel(path, a, io);
     ckpt.close();
     const ctx = contextLength(a, model);
     const thresholds = a.str('thresholds');
