@@ -9,10 +9,8 @@ const isObj = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** The Hugging Face config.json of a checkpoint, as every reader attaches it (`meta.config`). */
-export function configJson(
-  ckpt: Checkpoint,
-): { json: Record<string, unknown>; file: string } | null {
-  return isObj(ckpt.meta.config) ? { json: ckpt.meta.config, file: 'config.json' } : null;
+export function configJson(ckpt: Checkpoint): Record<string, unknown> | null {
+  return isObj(ckpt.meta.config) ? ckpt.meta.config : null;
 }
 
 /**

@@ -113,10 +113,10 @@ export function mambaConfig(ckpt: Checkpoint): MambaConfig {
   let nLayer = 0;
   while (has(`${P}layers.${nLayer}.mixer.A_log`)) nLayer++;
 
-  const found = configJson(ckpt);
+  const json = configJson(ckpt);
   const f = new ConfigFields(
-    found?.json ?? {},
-    found?.file ?? ckpt.path,
+    json ?? {},
+    json ? 'config.json' : ckpt.path,
     'actsparse runs Mamba as transformers’ MambaForCausalLM; fix config.json or use a supported model.',
   );
   if (f.has('model_type') && f.json.model_type !== 'mamba')

@@ -117,16 +117,16 @@ export function mamba2Config(ckpt: Checkpoint): Mamba2Config {
   let nLayer = 0;
   while (has(`${P}layers.${nLayer}.mixer.A_log`)) nLayer++;
 
-  const found = configJson(ckpt);
-  if (!found) {
+  const json = configJson(ckpt);
+  if (!json) {
     throw new UserError(
       `${ckpt.path}: a Mamba-2 checkpoint needs its config.json (n_groups and state_size cannot be told apart from tensor shapes)`,
       'Put the model’s Hugging Face config.json in the same directory as the checkpoint.',
     );
   }
   const f = new ConfigFields(
-    found.json,
-    found.file,
+    json,
+    'config.json',
     'actsparse runs Mamba-2 as transformers’ Mamba2ForCausalLM; fix config.json or use a supported model.',
   );
   if (f.has('model_type') && f.json.model_type !== 'mamba2')

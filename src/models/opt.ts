@@ -15,6 +15,7 @@
 import { FormatError, UserError } from '../errors.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import type { Backend, Buf, Linear } from '../tensor/backend.ts';
+import { configJson } from './hf-config.ts';
 import {
   applySite,
   type Batch,
@@ -90,14 +91,6 @@ export function optShape(ckpt: Checkpoint): OptShape {
   if (nLayer === 0) throw new FormatError(ckpt.path, `no ${prefix}layers.0.fc1.weight`);
   const nFfn = dims('layers.0.fc1.weight', 'the ffn width')[0];
   return { nLayer, nEmbd, nFfn, nVocab, nPositions: posRows - POSITION_OFFSET, nProj, prefix };
-}
-
-/** The Hugging Face config.json of a checkpoint, as every reader attaches it (`meta.config`). */
-function configJson(ckpt: Checkpoint): Record<string, unknown> | null {
-  const c = ckpt.meta.config;
-  return typeof c === 'object' && c !== null && !Array.isArray(c)
-    ? (c as Record<string, unknown>)
-    : null;
 }
 
 /**
