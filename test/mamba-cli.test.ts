@@ -5,7 +5,7 @@
  * architecture-specific options; --backend webgpu is refused by the family it lacks.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { UserError } from '../src/errors.ts';
@@ -13,13 +13,13 @@ import { readAll } from '../src/io/memory.ts';
 import { writeSafetensors } from '../src/io/safetensors.ts';
 import { architecture } from '../src/models/registry.ts';
 import { runCommand } from './helpers/cli.ts';
-import { tmpDir } from './helpers/shared.ts';
+import { needsShared, shared, tmpDir } from './helpers/shared.ts';
 
-/** A random 2-layer model of `arch` with vocabulary 256 (the byte tokenizer) in a folder. */
-function hfFolder(arch: 'mamba' | 'mamba2'): string {
+/** A random 2-layer model of `arch` (vocabulary 256: the byte tokenizer) in a folder. */
+function hfFolder(arch: 'mamba' | 'mamba2', nVocab = 256): string {
   const dir = tmpDir();
   const shape = arch === 'mamba2' ? { headDim: 16, nState: 8 } : { nState: 8 };
-  const ckpt = architecture(arch).random({ nLayer: 2, nEmbd: 32, nVocab: 256, ...shape }, 3);
+  const ckpt = architecture(arch).random({ nLayer: 2, nEmbd: 32, nVocab, ...shape }, 3);
   writeFileSync(join(dir, 'config.json'), JSON.stringify(ckpt.meta.config));
   writeSafetensors(join(dir, 'model.safetensors'), [...readAll(ckpt)], { dtype: 'f32' });
   return dir;
@@ -113,3 +113,33 @@ describe('commands on Mamba and Mamba-2 folders', () => {
     });
   }
 });
+
+// The state-spaces/mamba-*-hf folders: vocabulary 50280 (GPT-NeoX's 50277 ids, padded),
+// the tokenizer beside the weights.
+const NEOX = 'tokenizers/20B_tokenizer.json';
+test(
+  'a Mamba folder with the GPT-NeoX tokenizer beside it reads text with it',
+  needsShared(NEOX),
+  async () => {
+    const model = hfFolder('mamba', 50280);
+    copyFileSync(shared(NEOX), join(model, '20B_tokenizer.json'));
+    const out = join(tmpDir(), 'eval');
+    const r = await runCommand([
+      'eval',
+      model,
+      '--out',
+      out,
+      '--text',
+      'brown',
+      '--ctx',
+      '16',
+      '--windows',
+      '2',
+      '--backend',
+      'js',
+    ]);
+    assert.match(r.err, /tokenizer: .*20B_tokenizer\.json/);
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+    assert.equal(results.heldOut['brown (held-out cn18…cr09)'].tokens, 32);
+  },
+);
