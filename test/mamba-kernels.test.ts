@@ -462,6 +462,12 @@ describe(
       checkTier(loadWasmKernels()!.families, 2e-5, 'wasm');
     });
 
+    test('equal the reference when a batch runs in pieces (small scratch)', () => {
+      // 4800 bytes: 16 conv rows (C 37), 7 scan rows (E 40) and 1 row (N 300) per piece,
+      // so the 70-token sequence is split and the short ones are grouped.
+      checkTier(loadWasmKernels({ scanScratchBytes: 4800 })!.families, 2e-5, 'wasm in pieces');
+    });
+
     test('y = u and y = x in place equal the reference', () => {
       const fam = loadWasmKernels()!.families!;
       const s = scanArgs([3, 0, 1], 9, 5, 2);

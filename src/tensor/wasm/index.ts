@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { f32, type Linear, type PrepareOptions } from '../backend.ts';
+import { type Buf, f32, type Linear, type PrepareOptions, Seqs } from '../backend.ts';
 import { type CpuKernels, referenceOps } from '../cpu.ts';
 import type { Conv1dArgs } from '../families/conv1d.ts';
 import type { SelectiveScanArgs } from '../families/selective-scan.ts';
@@ -170,6 +170,12 @@ export function wasmUnavailableReason(): string | null {
 export interface WasmBackendOptions {
   /** Cap on linear memory (default and maximum 4 GiB); tests use a small one. */
   maxMemoryBytes?: number;
+  /**
+   * Bound on the per-row arrays one Mamba conv/scan call copies in (default 16 MiB):
+   * larger batches run in pieces of whole sequences, longer sequences in pieces of rows.
+   * Tests use a small one.
+   */
+  scanScratchBytes?: number;
 }
 
 /** The wasm kernels plus what tests and benchmarks inspect about its memory. */
@@ -189,7 +195,7 @@ export function loadWasmKernels(opts: WasmBackendOptions = {}): WasmKernels | nu
   if ('reason' in c) return null;
   const kernels = new c.api.Instance(c.module, {}).exports as unknown as Kernels;
   const maxBytes = Math.min(opts.maxMemoryBytes ?? MAX_WASM_BYTES, MAX_WASM_BYTES);
-  return new WasmKernelsImpl(kernels, maxBytes);
+  return new WasmKernelsImpl(kernels, maxBytes, opts.scanScratchBytes ?? GEMM_SCRATCH_BYTES);
 }
 
 class WasmLinear implements Linear {
@@ -230,9 +236,53 @@ class WasmKernelsImpl implements WasmKernels {
     wkv5: (a: unknown) => wkvHeadsBatched(this.wkvSequence, a as Wkv5Args, false),
     wkv6: (a: unknown) => wkvHeadsBatched(this.wkvSequence, a as Wkv5Args, true),
     wkv7: (a: unknown) => this.wkv7(a as Wkv7Args),
-    conv1d: (a: unknown) => this.mamba.conv1d(a),
-    selectiveScan: (a: unknown) => this.mamba.selectiveScan(a),
-    ssd: (a: unknown) => this.mamba.ssd(a),
+    // Mamba's: in pieces of at most `scanScratchBytes` of per-row arrays (rows·floats/row·4).
+    conv1d: (args: unknown) => {
+      const a = args as Conv1dArgs;
+      const C = a.channels;
+      const S = (a.kernel - 1) * C;
+      this.inPieces(a.seqs, 2 * C, (seqs, r0, s0) =>
+        this.mamba.conv1d({
+          ...a,
+          seqs,
+          out: rowsOf(a.out, r0, seqs.rows, C),
+          x: rowsOf(a.x, r0, seqs.rows, C),
+          state: rowsOf(a.state, s0, seqs.count, S),
+        }),
+      );
+    },
+    selectiveScan: (args: unknown) => {
+      const a = args as SelectiveScanArgs;
+      const { inner: E, stateSize: N } = a;
+      this.inPieces(a.seqs, 3 * E + 2 * N, (seqs, r0, s0) =>
+        this.mamba.selectiveScan({
+          ...a,
+          seqs,
+          y: rowsOf(a.y, r0, seqs.rows, E),
+          u: rowsOf(a.u, r0, seqs.rows, E),
+          delta: rowsOf(a.delta, r0, seqs.rows, E),
+          B: rowsOf(a.B, r0, seqs.rows, N),
+          C: rowsOf(a.C, r0, seqs.rows, N),
+          state: rowsOf(a.state, s0, seqs.count, E * N),
+        }),
+      );
+    },
+    ssd: (args: unknown) => {
+      const a = args as SsdArgs;
+      const { heads: H, headDim: P, groups: G, stateSize: N } = a;
+      this.inPieces(a.seqs, 2 * H * P + H + 2 * G * N, (seqs, r0, s0) =>
+        this.mamba.ssd({
+          ...a,
+          seqs,
+          y: rowsOf(a.y, r0, seqs.rows, H * P),
+          x: rowsOf(a.x, r0, seqs.rows, H * P),
+          dt: rowsOf(a.dt, r0, seqs.rows, H),
+          B: rowsOf(a.B, r0, seqs.rows, G * N),
+          C: rowsOf(a.C, r0, seqs.rows, G * N),
+          state: rowsOf(a.state, s0, seqs.count, H * P * N),
+        }),
+      );
+    },
   };
   private readonly heap: Heap;
   private scratchPtr = 0;
@@ -241,6 +291,7 @@ class WasmKernelsImpl implements WasmKernels {
   constructor(
     private readonly k: Kernels,
     maxBytes: number,
+    private readonly scanScratchBytes: number,
   ) {
     this.heap = new Heap(k.memory, k.heapBase(), maxBytes);
   }
@@ -446,6 +497,33 @@ class WasmKernelsImpl implements WasmKernels {
     },
   };
 
+  /**
+   * Runs `piece` on consecutive whole sequences of at most `scanScratchBytes` of per-row
+   * arrays together (`floatsPerRow` each), and on a longer sequence in pieces of rows: the
+   * state carries from one piece to the next, so the pieces compute the whole. `r0` is the
+   * piece's first row in the batch, `s0` its first sequence.
+   */
+  private inPieces(
+    seqs: Seqs,
+    floatsPerRow: number,
+    piece: (seqs: Seqs, r0: number, s0: number) => void,
+  ): void {
+    const maxRows = Math.max(1, Math.floor(this.scanScratchBytes / (4 * floatsPerRow)));
+    const o = seqs.offsets;
+    for (let s = 0; s < seqs.count; ) {
+      if (seqs.length(s) > maxRows) {
+        for (let t = 0; t < seqs.length(s); t += maxRows)
+          piece(new Seqs([Math.min(maxRows, seqs.length(s) - t)]), o[s] + t, s);
+        s++;
+        continue;
+      }
+      let e = s + 1; // sequences s … e − 1 fit together
+      while (e < seqs.count && o[e + 1] - o[s] <= maxRows) e++;
+      piece(new Seqs(Array.from({ length: e - s }, (_, i) => seqs.length(s + i))), o[s], s);
+      s = e;
+    }
+  }
+
   /** Where the kernel's own scratch starts, after the arrays of the last `copyIn`. */
   private scratchTail = 0;
 
@@ -604,6 +682,11 @@ class WasmKernelsImpl implements WasmKernels {
 
 function checkLength(op: string, a: Float32Array, need: number, name: string): void {
   if (a.length < need) throw new Error(`${op}: ${name} has ${a.length} values, needs ${need}`);
+}
+
+/** Rows r0 … r0 + n − 1 of a [rows, width] buffer, as a view. */
+function rowsOf(b: Buf, r0: number, n: number, width: number): Float32Array {
+  return f32(b).subarray(r0 * width, (r0 + n) * width);
 }
 
 function align64(bytes: number): number {
