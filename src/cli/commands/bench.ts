@@ -1,10 +1,10 @@
+import { formatBench, runBench } from '../../bench/run.ts';
 import { Interrupted, UserError } from '../../errors.ts';
 import { BenchResult } from '../../formats/bench.ts';
 import { formatText } from '../../formats/read.ts';
 import { readThresholds, thresholdsPath } from '../../formats/thresholds.ts';
 import { openCheckpoint } from '../../io/open.ts';
 import { ARCHITECTURES, architecture, detectEntry } from '../../models/registry.ts';
-import { formatBench, runBench } from '../../report/bench.ts';
 import { applyThresholds, zerosByDepth } from '../../sparsity/plan.ts';
 import type { Backend } from '../../tensor/backend.ts';
 import { openBackend } from '../../tensor/select.ts';

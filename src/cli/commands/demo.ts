@@ -8,6 +8,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runBench } from '../../bench/run.ts';
 import { Interrupted, UserError } from '../../errors.ts';
 import { chanceAccuracy, resolveTasks, resolveTexts, runEval } from '../../eval/run.ts';
 import { type BenchResult, writeBench } from '../../formats/bench.ts';
@@ -20,7 +21,6 @@ import { loadMapping, loadProfile, profileWithBench } from '../../hardware/profi
 import { sha256OfPath } from '../../io/hash.ts';
 import { openCheckpoint } from '../../io/open.ts';
 import { RWKV4_SITES } from '../../models/rwkv4.ts';
-import { runBench } from '../../report/bench.ts';
 import { loadRuns } from '../../report/load.ts';
 import { calibrate } from '../../sparsity/calibrate.ts';
 import { applyThresholds, zerosByDepth } from '../../sparsity/plan.ts';
