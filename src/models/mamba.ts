@@ -31,7 +31,7 @@ import {
   type LanguageModel,
   type SiteHook,
   type SiteTable,
-  skipZeros,
+  siteProduct,
 } from './model.ts';
 import { RecurrentState } from './state.ts';
 import { Fingerprint, readWeight, shapeOf, storedDType } from './weights.ts';
@@ -365,15 +365,6 @@ export class Mamba implements LanguageModel<MambaState> {
     return out;
   }
 
-  /** y = W·x (+ bias) for `rows` rows reading site g's thresholded input. */
-  private linear(y: Buf, w: Linear, x: Buf, rows: number, g: number, bias?: Buf | null): void {
-    this.backend.matmul(y, w, x, rows, {
-      bias: bias ?? undefined,
-      site: g,
-      skipZeros: skipZeros(w, this.thresholds[g], rows),
-    });
-  }
-
   /** One block over x [rows, d] in place: x += mixer(RMSNorm(x)) (MambaBlock.forward). */
   block(b: number, x: Buf, batch: Batch, state: MambaState, hook?: SiteHook): void {
     const { nEmbd: d, nInner: E, nState: N, dtRank: R, convKernel: K, eps } = this.config;
@@ -390,8 +381,8 @@ export class Mamba implements LanguageModel<MambaState> {
     // h = RMSNorm(x); [u; z] = in_proj · h (+ b)
     be.rmsNorm(h, x, L.norm, n, d, eps);
     applySite(this, g0 + S.in_proj, h, n, d, hook);
-    this.linear(xs, L.in_proj_u.weight, h, n, g0 + S.in_proj, L.in_proj_u.bias);
-    this.linear(z, L.in_proj_z.weight, h, n, g0 + S.in_proj, L.in_proj_z.bias);
+    siteProduct(this, xs, L.in_proj_u.weight, h, n, g0 + S.in_proj, L.in_proj_u.bias);
+    siteProduct(this, z, L.in_proj_z.weight, h, n, g0 + S.in_proj, L.in_proj_z.bias);
 
     // u = SiLU(conv1d(u) + conv_bias), continuing each sequence's conv state
     be.run(conv1d, {
@@ -411,14 +402,14 @@ export class Mamba implements LanguageModel<MambaState> {
     const ux = lambda > 0 ? be.alloc(n * E) : u;
     if (ux !== u) be.copy(ux, u);
     applySite(this, g0 + S.x_proj, ux, n, E, hook);
-    this.linear(dt, L.x_proj_dt, ux, n, g0 + S.x_proj);
-    this.linear(Bm, L.x_proj_B, ux, n, g0 + S.x_proj);
-    this.linear(Cm, L.x_proj_C, ux, n, g0 + S.x_proj);
+    siteProduct(this, dt, L.x_proj_dt, ux, n, g0 + S.x_proj);
+    siteProduct(this, Bm, L.x_proj_B, ux, n, g0 + S.x_proj);
+    siteProduct(this, Cm, L.x_proj_C, ux, n, g0 + S.x_proj);
     if (ux !== u) be.free(ux);
 
     // δ = dt_proj · δ (its bias and the softplus are applied in the scan)
     applySite(this, g0 + S.dt_proj, dt, n, R, hook);
-    this.linear(xs, L.dt_proj, dt, n, g0 + S.dt_proj);
+    siteProduct(this, xs, L.dt_proj, dt, n, g0 + S.dt_proj);
 
     // y = Σ_n h·C + D·u with h = exp(Δ·A)·h + Δ·B·u, Δ = softplus(δ + dt_bias); y into xs
     be.run(selectiveScan, {
@@ -440,7 +431,7 @@ export class Mamba implements LanguageModel<MambaState> {
     be.unary('silu', z, z);
     be.binary('mul', xs, xs, z);
     applySite(this, g0 + S.out_proj, xs, n, E, hook);
-    this.linear(h, L.out_proj.weight, xs, n, g0 + S.out_proj, L.out_proj.bias);
+    siteProduct(this, h, L.out_proj.weight, xs, n, g0 + S.out_proj, L.out_proj.bias);
     be.binary('add', x, x, h);
 
     for (const t of [h, xs, z, u, dt, Bm, Cm]) be.free(t);

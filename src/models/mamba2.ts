@@ -30,7 +30,7 @@ import {
   type LanguageModel,
   type SiteHook,
   type SiteTable,
-  skipZeros,
+  siteProduct,
 } from './model.ts';
 import { RecurrentState } from './state.ts';
 import { Fingerprint, readWeight, shapeOf, storedDType } from './weights.ts';
@@ -423,15 +423,6 @@ export class Mamba2 implements LanguageModel<Mamba2State> {
     return out;
   }
 
-  /** y = W·x + bias for `rows` rows reading site g's thresholded input. */
-  private linear(y: Buf, p: Proj, x: Buf, rows: number, g: number): void {
-    this.backend.matmul(y, p.weight, x, rows, {
-      bias: p.bias ?? undefined,
-      site: g,
-      skipZeros: skipZeros(p.weight, this.thresholds[g], rows),
-    });
-  }
-
   /** One block over x [rows, d] in place: x += mixer(RMSNorm(x)) (Mamba2Block.forward). */
   block(b: number, x: Buf, batch: Batch, state: Mamba2State, hook?: SiteHook): void {
     const c = this.config;
@@ -449,11 +440,11 @@ export class Mamba2 implements LanguageModel<Mamba2State> {
     // h = RMSNorm(x); [z; x; B; C; dt] = in_proj · h (+ b)
     be.rmsNorm(h, x, L.norm, n, d, eps);
     applySite(this, g0 + S.in_proj, h, n, d, hook);
-    this.linear(z, L.in_z, h, n, g0 + S.in_proj);
-    this.linear(xs, L.in_x, h, n, g0 + S.in_proj);
-    this.linear(Bs, L.in_B, h, n, g0 + S.in_proj);
-    this.linear(Cs, L.in_C, h, n, g0 + S.in_proj);
-    this.linear(dt, L.in_dt, h, n, g0 + S.in_proj);
+    siteProduct(this, z, L.in_z.weight, h, n, g0 + S.in_proj, L.in_z.bias);
+    siteProduct(this, xs, L.in_x.weight, h, n, g0 + S.in_proj, L.in_x.bias);
+    siteProduct(this, Bs, L.in_B.weight, h, n, g0 + S.in_proj, L.in_B.bias);
+    siteProduct(this, Cs, L.in_C.weight, h, n, g0 + S.in_proj, L.in_C.bias);
+    siteProduct(this, dt, L.in_dt.weight, h, n, g0 + S.in_proj, L.in_dt.bias);
 
     // x, B, C = SiLU(conv1d(·) + conv_bias), each continuing its conv state
     const conv = (
@@ -504,7 +495,7 @@ export class Mamba2 implements LanguageModel<Mamba2State> {
     be.binary('mul', xs, xs, z);
     be.rmsNorm(xs, xs, L.gate_norm, n, E, eps);
     applySite(this, g0 + S.out_proj, xs, n, E, hook);
-    this.linear(h, L.out_proj, xs, n, g0 + S.out_proj);
+    siteProduct(this, h, L.out_proj.weight, xs, n, g0 + S.out_proj, L.out_proj.bias);
     be.binary('add', x, x, h);
 
     for (const t of [h, z, xs, u, Bs, Cs, Bc, Cc, dt]) be.free(t);

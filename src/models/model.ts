@@ -237,6 +237,27 @@ export function skipZeros(w: Linear, lambda: number, rows: number): boolean {
  * The threshold site before a linear layer, shared by every model: threshold x
  * [rows, cols] in place when λ > 0, then let the hook see it.
  */
+/**
+ * y = W·x (+ bias) reading site g's input x (thresholded by `applySite`): the product is
+ * tallied for site g, and in step mode it skips the zero inputs where that pays
+ * (`skipZeros`). Every model's thresholded products go through here.
+ */
+export function siteProduct(
+  model: Pick<LanguageModel, 'backend' | 'thresholds'>,
+  y: Buf,
+  w: Linear,
+  x: Buf,
+  rows: number,
+  g: number,
+  bias?: Buf | null,
+): void {
+  model.backend.matmul(y, w, x, rows, {
+    bias: bias ?? undefined,
+    site: g,
+    skipZeros: skipZeros(w, model.thresholds[g], rows),
+  });
+}
+
 export function applySite(
   model: Pick<LanguageModel, 'backend' | 'thresholds' | 'sites'>,
   g: number,

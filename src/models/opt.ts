@@ -24,7 +24,7 @@ import {
   type ModelState,
   type SiteHook,
   type SiteTable,
-  skipZeros,
+  siteProduct,
 } from './model.ts';
 import { Fingerprint, readWeight, shapeOf, storedDType } from './weights.ts';
 
@@ -531,9 +531,8 @@ export class Opt implements LanguageModel<OptState> {
 
   /** y = W·x + bias for `rows` rows; zero skipping when site g has a threshold. */
   private linear(y: Buf, w: Proj, x: Buf, rows: number, g = -1): void {
-    const site = g >= 0 ? g : undefined;
-    const skip = g >= 0 && skipZeros(w.weight, this.thresholds[g], rows);
-    this.backend.matmul(y, w.weight, x, rows, { bias: w.bias ?? undefined, site, skipZeros: skip });
+    if (g >= 0) siteProduct(this, y, w.weight, x, rows, g, w.bias);
+    else this.backend.matmul(y, w.weight, x, rows, { bias: w.bias ?? undefined });
   }
 
   /** One decoder layer over x [rows, d] in place (HF OPTDecoderLayer.forward). */

@@ -17,7 +17,7 @@ import {
   type LanguageModel,
   type SiteHook,
   type SiteTable,
-  skipZeros,
+  siteProduct,
 } from './model.ts';
 import { RecurrentState } from './state.ts';
 import { Fingerprint, readWeight, shapeOf, storedDType } from './weights.ts';
@@ -269,10 +269,7 @@ export class Rwkv4 implements LanguageModel<Rwkv4State> {
   ): void {
     const g = b * RWKV4_SITES.length + S[s];
     applySite(this, g, x, rows, w.cols, hook);
-    this.backend.matmul(y, w, x, rows, {
-      site: g,
-      skipZeros: skipZeros(w, this.thresholds[g], rows),
-    });
+    siteProduct(this, y, w, x, rows, g);
   }
 
   /** Block `b` over x [rows, d] in place: x += att(LN(x; ln1)); x += ffn(LN(x; ln2)). */

@@ -50,7 +50,7 @@ import {
   type LanguageModel,
   type SiteHook,
   type SiteTable,
-  skipZeros,
+  siteProduct,
 } from './model.ts';
 import { RecurrentState } from './state.ts';
 import { Fingerprint, readWeight, shapeOf, storedDType } from './weights.ts';
@@ -379,10 +379,7 @@ export class Rwkv5 implements LanguageModel<Rwkv5State> {
   ): void {
     const g = b * this.sites.perBlock.length + (this.siteIndex.get(s) as number);
     applySite(this, g, x, rows, w.cols, hook);
-    this.backend.matmul(y, w, x, rows, {
-      site: g,
-      skipZeros: skipZeros(w, this.thresholds[g], rows),
-    });
+    siteProduct(this, y, w, x, rows, g);
   }
 
   /** Block `b` over x [rows, C] in place: x += att(LN(x; ln1)); x += ffn(LN(x; ln2)). */

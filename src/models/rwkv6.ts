@@ -60,7 +60,7 @@ import {
   type LanguageModel,
   type SiteHook,
   type SiteTable,
-  skipZeros,
+  siteProduct,
 } from './model.ts';
 import { LN_X_EPS } from './rwkv5.ts';
 import { RecurrentState } from './state.ts';
@@ -399,11 +399,7 @@ export class Rwkv6 implements LanguageModel<Rwkv6State> {
     rows: number,
     hook?: SiteHook,
   ) {
-    const g = this.site(b, s, x, rows, w.cols, hook);
-    this.backend.matmul(y, w, x, rows, {
-      site: g,
-      skipZeros: skipZeros(w, this.thresholds[g], rows),
-    });
+    siteProduct(this, y, w, x, rows, this.site(b, s, x, rows, w.cols, hook));
   }
 
   /** Block `b` over x [rows, C] in place: x += att(LN(x; ln1)); x += ffn(LN(x; ln2)). */
@@ -443,10 +439,14 @@ export class Rwkv6 implements LanguageModel<Rwkv6State> {
     be.free(ids);
     for (let q = 0; q < 5; q++) {
       const wq = att.time_maa_w2[q];
-      be.matmul(be.view(mixes, q * n * C, n * C), wq, be.view(groups, q * n * D, n * D), n, {
-        site: g0,
-        skipZeros: skipZeros(wq, this.thresholds[g0], n),
-      });
+      siteProduct(
+        this,
+        be.view(mixes, q * n * C, n * C),
+        wq,
+        be.view(groups, q * n * D, n * D),
+        n,
+        g0,
+      );
     }
     // x_q = xx + dx·(maa_q + m_q) for q = w, k, v, r, g (m_q replaced by maa_q + m_q)
     const mixed = MIXES.map((q, i) => {

@@ -65,7 +65,7 @@ import {
   type LanguageModel,
   type SiteHook,
   type SiteTable,
-  skipZeros,
+  siteProduct,
 } from './model.ts';
 import { RecurrentState } from './state.ts';
 import { Fingerprint, readWeight, shapeOf, storedDType } from './weights.ts';
@@ -410,12 +410,6 @@ export class Rwkv7 implements LanguageModel<Rwkv7State> {
   }
 
   /** y = W·x for a product that reads site g's (already thresholded) input. */
-  private product(y: Buf, w: Linear, x: Buf, rows: number, g: number): void {
-    this.backend.matmul(y, w, x, rows, {
-      site: g,
-      skipZeros: skipZeros(w, this.thresholds[g], rows),
-    });
-  }
 
   /** y = W·x at site `s` of block `b`: thresholded, seen by the hook, then the product. */
   private linear(
@@ -427,7 +421,7 @@ export class Rwkv7 implements LanguageModel<Rwkv7State> {
     rows: number,
     hook?: SiteHook,
   ): void {
-    this.product(y, w, x, rows, this.site(x, b, s, rows, hook));
+    siteProduct(this, y, w, x, rows, this.site(x, b, s, rows, hook));
   }
 
   /**
@@ -486,10 +480,10 @@ export class Rwkv7 implements LanguageModel<Rwkv7State> {
     // v = Wv·xv; block 0: v_first = v; else v = v + (v_first − v)·σ(v0 + (xv·v1)·v2)
     be.addMul(xm, xx, dx, att.x_v);
     const gv = this.site(xm, b, 'att.value', n, hook);
-    this.product(v, att.value, xm, n, gv);
+    siteProduct(this, v, att.value, xm, n, gv);
     if (att.v && att.v0) {
       // (g and a serve as scratch here; they are computed below)
-      this.product(low, att.v.first, xm, n, gv);
+      siteProduct(this, low, att.v.first, xm, n, gv);
       be.matmul(g, att.v.second, low, n, { bias: att.v0 });
       be.unary('sigmoid', g, g);
       be.binary('sub', a, vFirst, v);
