@@ -11,7 +11,7 @@ import { checkOutputFile } from './output.ts';
 
 export const MODEL: PositionalSpec = {
   name: 'MODEL',
-  help: 'The checkpoint: a BlinkDL .pth, a Hugging Face pytorch_model.bin or safetensors file (or a folder of shards), or an rwkv.cpp .bin.',
+  help: 'The checkpoint: a BlinkDL .pth, a Hugging Face folder or its pytorch_model.bin / safetensors file (or shards), an rwkv.cpp .bin, or a GGUF file.',
 };
 
 /** Backends a model can run on (`auto`: a GPU, else the fastest CPU tier that loads here). */

@@ -14,7 +14,7 @@ import { closest, helpText, parseArgs, wantsHelp } from './options.ts';
 function overview(): string {
   const w = Math.max(...commands.map((c) => c.name.length));
   return [
-    'actsparse: training-free activation sparsity for RWKV and OPT language models',
+    'actsparse: training-free activation sparsity for RWKV, Mamba and OPT language models',
     '',
     'Usage: actsparse <command> [options]',
     '',
