@@ -7,8 +7,6 @@
 import type { Buf, Tally } from '../tensor/backend.ts';
 import { type Batch, type LanguageModel, makeBatch, type SiteHook } from './model.ts';
 
-/** Rows (tokens) per batch: large enough for efficient products, small enough for memory. */
-export const BATCH_ROWS = 16384;
 /** Logit values computed at once by the head (the rest of the rows wait their turn). */
 const HEAD_VALUES = 1 << 24;
 
@@ -22,7 +20,7 @@ export interface WindowBatch {
 export function windowBatches(
   model: LanguageModel,
   windows: readonly (readonly number[])[],
-  maxRows = BATCH_ROWS,
+  maxRows = model.backend.batchRows,
 ): WindowBatch[] {
   const out: WindowBatch[] = [];
   let group: (readonly number[])[] = [];

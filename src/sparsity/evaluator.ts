@@ -8,7 +8,7 @@
  * backend: the loss is the fused log-softmax + NLL op summed into a tally, the
  * statistics are quantile sums in a tally; each evaluation reads back a few numbers.
  */
-import { BATCH_ROWS, tallyHeadNll, type WindowBatch, windowBatches } from '../models/loss.ts';
+import { tallyHeadNll, type WindowBatch, windowBatches } from '../models/loss.ts';
 import type { LanguageModel, SiteHook } from '../models/model.ts';
 import type { Buf } from '../tensor/backend.ts';
 import { quantileSorted } from '../tensor/reference.ts';
@@ -28,7 +28,7 @@ export class ModelEvaluator implements SearchEvaluator {
     /** Windows of ctx + 1 tokens: the first ctx are input, the last ctx targets. */
     windows: readonly (readonly number[])[],
     private readonly statistic: 'per-token' | 'pooled' = 'per-token',
-    maxRows = BATCH_ROWS,
+    maxRows = model.backend.batchRows,
     /** Sees every site's input during loss passes (zero counts in `eval`). */
     private readonly hook?: SiteHook,
   ) {

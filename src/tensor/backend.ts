@@ -134,6 +134,12 @@ export interface Backend {
   readonly name: BackendName;
   /** One line for `info`/`bench`, e.g. "native (AVX-512 kernels, 2 threads)". */
   readonly description: string;
+  /**
+   * Tokens a forward over many windows should carry at once (calibration, text loss):
+   * a CPU is fastest while a batch's activations stay in its caches, a GPU needs many
+   * rows to fill its cores.
+   */
+  readonly batchRows: number;
 
   // ---------------------------------------------------------------- memory
 

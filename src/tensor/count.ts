@@ -91,6 +91,7 @@ export const emptyCost = (): Required<OpCost> => ({
 export class CountingBackend implements Backend {
   readonly name = 'count';
   readonly description = 'count (counts operations, computes nothing)';
+  readonly batchRows = 1 << 14;
   /** Counting is on between `start()` and the end; before, ops are ignored. */
   private counting = false;
   /** The label matrix products are recorded under (the caller sets embed, block b, head). */

@@ -136,6 +136,9 @@ function tallyOf(t: Tally): Float64Array {
 /** A Backend on the CPU over one tier's kernels. */
 export class CpuBackend implements Backend {
   readonly name: BackendName;
+  // Measured on the 3M Brown RWKV-4's calibration: 512 rows per product as fast as the
+  // old one-window-at-a-time code, 4096 rows 15% slower (activations leave the caches).
+  readonly batchRows = 512;
   private readonly families: Readonly<Record<string, (args: unknown) => void>>;
   constructor(readonly kernels: CpuKernels) {
     this.name = kernels.name;

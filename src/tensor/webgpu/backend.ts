@@ -177,6 +177,7 @@ const DEFAULT_SMALL_TILES = '64x64x16/4x4';
 
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu' as const;
+  readonly batchRows = 1 << 14;
   readonly rt: Runtime;
   private tiles: GemmTiles;
   private smallTiles: GemmTiles;
