@@ -27,6 +27,7 @@ import {
   applySite,
   type Batch,
   copyThresholds,
+  embedTokens,
   type LanguageModel,
   type SiteHook,
   type SiteTable,
@@ -406,9 +407,7 @@ export class Mamba2 implements LanguageModel<Mamba2State> {
 
   /** x [rows, d] = embeddings[tok] */
   embed(batch: Batch): Buf {
-    const x = this.backend.alloc(batch.seqs.rows * this.nEmbd);
-    this.backend.gather(x, this.embeddings, batch.ids, this.nEmbd);
-    return x;
+    return embedTokens(this.backend, this.embeddings, batch, this.nEmbd);
   }
 
   /** logits [rows, V] = lm_head · RMSNorm(x; norm_f); x is left as it is. */

@@ -237,6 +237,37 @@ export function skipZeros(w: Linear, lambda: number, rows: number): boolean {
  * The threshold site before a linear layer, shared by every model: threshold x
  * [rows, cols] in place when λ > 0, then let the hook see it.
  */
+/** A LayerNorm's parameters, [width] each. */
+export interface LayerNorm {
+  weight: Buf;
+  bias: Buf;
+}
+
+/** x [rows, width] = table[token] for every token of the batch (the embedding lookup). */
+export function embedTokens(be: Backend, table: Buf, batch: Batch, width: number): Buf {
+  const x = be.alloc(batch.seqs.rows * width);
+  be.gather(x, table, batch.ids, width);
+  return x;
+}
+
+/** logits [rows, vocab] = head · LN(x; ln), eps 1e-5 (RWKV's ln_out); x is left as it is. */
+export function layerNormHead(
+  be: Backend,
+  ln: LayerNorm,
+  head: Linear,
+  x: Buf,
+  rows: number,
+  width: number,
+  vocab: number,
+): Buf {
+  const xn = be.alloc(rows * width);
+  be.layerNorm(xn, x, ln.weight, ln.bias, rows, width, 1e-5);
+  const out = be.alloc(rows * vocab);
+  be.matmul(out, head, xn, rows);
+  be.free(xn);
+  return out;
+}
+
 /**
  * y = W·x (+ bias) reading site g's input x (thresholded by `applySite`): the product is
  * tallied for site g, and in step mode it skips the zero inputs where that pays

@@ -21,6 +21,7 @@ import {
   type Batch,
   copyThresholds,
   type LanguageModel,
+  type LayerNorm,
   type ModelState,
   type SiteHook,
   type SiteTable,
@@ -160,10 +161,6 @@ export function optConfig(ckpt: Checkpoint): OptConfig {
 // ---------------------------------------------------------------- Weights
 
 /** A layer norm's weight and bias [d] (ones and zeros when not elementwise-affine). */
-interface LayerNorm {
-  weight: Buf;
-  bias: Buf;
-}
 
 /** A linear layer and its bias (null without `enable_bias`). */
 interface Proj {

@@ -47,7 +47,10 @@ import {
   applySite,
   type Batch,
   copyThresholds,
+  embedTokens,
   type LanguageModel,
+  type LayerNorm,
+  layerNormHead,
   type SiteHook,
   type SiteTable,
   siteProduct,
@@ -156,11 +159,6 @@ export function rwkv5Version(c: Pick<Rwkv5Config, 'gate' | 'perChannel'>): strin
 }
 
 // ---------------------------------------------------------------- Weights
-
-interface LayerNorm {
-  weight: Buf; // [C] ([A] for ln_x)
-  bias: Buf;
-}
 
 /** Time-mix weights under their checkpoint names (`blocks.N.att.*`). */
 interface TimeMix {
@@ -350,21 +348,12 @@ export class Rwkv5 implements LanguageModel<Rwkv5State> {
 
   /** x [rows, C] = LN(emb[tok]; ln0) for each token (ln0 is in the table). */
   embed(batch: Batch): Buf {
-    const x = this.backend.alloc(batch.seqs.rows * this.nEmbd);
-    this.backend.gather(x, this.emb, batch.ids, this.nEmbd);
-    return x;
+    return embedTokens(this.backend, this.emb, batch, this.nEmbd);
   }
 
   /** logits [rows, V] = head · LN(x; ln_out) */
   head(x: Buf, rows: number): Buf {
-    const be = this.backend;
-    const C = this.nEmbd;
-    const xn = be.alloc(rows * C);
-    be.layerNorm(xn, x, this.ln_out.weight, this.ln_out.bias, rows, C, 1e-5);
-    const out = be.alloc(rows * this.nVocab);
-    be.matmul(out, this.head_, xn, rows);
-    be.free(xn);
-    return out;
+    return layerNormHead(this.backend, this.ln_out, this.head_, x, rows, this.nEmbd, this.nVocab);
   }
 
   /** y = W·x at site `s` of block `b`: thresholded, seen by the hook, then the product. */

@@ -57,7 +57,10 @@ import {
   applySite,
   type Batch,
   copyThresholds,
+  embedTokens,
   type LanguageModel,
+  type LayerNorm,
+  layerNormHead,
   type SiteHook,
   type SiteTable,
   siteProduct,
@@ -169,11 +172,6 @@ export function rwkv6Config(ckpt: Checkpoint, lnXEps = LN_X_EPS): Rwkv6Config {
 }
 
 // ---------------------------------------------------------------- Weights
-
-interface LayerNorm {
-  weight: Buf; // [C] ([A] for ln_x)
-  bias: Buf;
-}
 
 /** Time-mix weights under their checkpoint names (`blocks.N.att.*`). */
 interface TimeMix {
@@ -365,21 +363,12 @@ export class Rwkv6 implements LanguageModel<Rwkv6State> {
 
   /** x [rows, C] = LN(emb[tok]; ln0) for each token (ln0 is in the table). */
   embed(batch: Batch): Buf {
-    const x = this.backend.alloc(batch.seqs.rows * this.nEmbd);
-    this.backend.gather(x, this.emb, batch.ids, this.nEmbd);
-    return x;
+    return embedTokens(this.backend, this.emb, batch, this.nEmbd);
   }
 
   /** logits [rows, V] = head · LN(x; ln_out) */
   head(x: Buf, rows: number): Buf {
-    const be = this.backend;
-    const C = this.nEmbd;
-    const xn = be.alloc(rows * C);
-    be.layerNorm(xn, x, this.ln_out.weight, this.ln_out.bias, rows, C, 1e-5);
-    const out = be.alloc(rows * this.nVocab);
-    be.matmul(out, this.head_, xn, rows);
-    be.free(xn);
-    return out;
+    return layerNormHead(this.backend, this.ln_out, this.head_, x, rows, this.nEmbd, this.nVocab);
   }
 
   /** The global index of site `s` in block `b`; thresholds x [rows, cols] there, then the hook. */

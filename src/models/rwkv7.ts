@@ -63,6 +63,8 @@ import {
   type Batch,
   copyThresholds,
   type LanguageModel,
+  type LayerNorm,
+  layerNormHead,
   type SiteHook,
   type SiteTable,
   siteProduct,
@@ -178,11 +180,6 @@ export function rwkv7Config(ckpt: Checkpoint): Rwkv7Config {
 }
 
 // ---------------------------------------------------------------- Weights
-
-interface LayerNorm {
-  weight: Buf; // [C]
-  bias: Buf; // [C]
-}
 
 /** A low-rank projection x → (x·m1)·m2 (+ bias): m1 [C, D] and m2 [D, C] as stored. */
 interface Lora {
@@ -392,14 +389,7 @@ export class Rwkv7 implements LanguageModel<Rwkv7State> {
 
   /** logits [rows, V] = head · LN(x; ln_out), x the first rows·C values of the buffer. */
   head(x: Buf, rows: number): Buf {
-    const be = this.backend;
-    const C = this.nEmbd;
-    const xn = be.alloc(rows * C);
-    be.layerNorm(xn, x, this.ln_out.weight, this.ln_out.bias, rows, C, 1e-5);
-    const out = be.alloc(rows * this.nVocab);
-    be.matmul(out, this.head_, xn, rows);
-    be.free(xn);
-    return out;
+    return layerNormHead(this.backend, this.ln_out, this.head_, x, rows, this.nEmbd, this.nVocab);
   }
 
   /** Thresholds x [rows, cols] at site `s` of block `b` and lets the hook see it; its global index. */
