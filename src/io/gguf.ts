@@ -29,9 +29,9 @@ import type { Checkpoint, StoredDType, TensorEntry } from './checkpoint.ts';
 import { decodeToFloat32, encodeFromFloat32 } from './dtype.ts';
 import { FileSource } from './file.ts';
 import { ggufToCanonical, rwkvToGguf, UNSUPPORTED_RWKV_ARCHS } from './gguf-rwkv.ts';
-import { dequantizeK, isKQuantType, K_BLOCK_BYTES, QK_K } from './kquant.ts';
+import { dequantizeK, isKQuantType, QK_K } from './kquant.ts';
 import { type Relayout, relayout } from './layout.ts';
-import { BLOCK_BYTES, dequantize, isQuantType, QK, type QuantType, quantize } from './quant.ts';
+import { dequantize, isQuantType, QK, type QuantType, quantize } from './quant.ts';
 import { checkHalfRange, type TensorToWrite, writeAll, writeAtomically } from './safetensors.ts';
 import { printable } from './text.ts';
 
@@ -1024,12 +1024,4 @@ export function writeGguf(
   if (isQuantType(dtype)) kv.set('general.quantization_version', { type: 'u32', value: 2 });
   for (const [k, v] of Object.entries(options.metadata ?? {})) kv.set(k, v);
   writeGgufFile(path, kv, out, { alignment: options.alignment, version: options.version });
-}
-
-/** Block bytes of a quantized dtype (32- or 256-value blocks), for tests and tools. */
-export function blockInfo(dtype: StoredDType): { block: number; bytes: number } | undefined {
-  if (isQuantType(dtype)) return { block: QK, bytes: BLOCK_BYTES[dtype] };
-  if (isKQuantType(dtype)) return { block: QK_K, bytes: K_BLOCK_BYTES[dtype] };
-  const t = GGML_BY_DTYPE.get(dtype);
-  return t ? { block: t.block, bytes: t.bytes } : undefined;
 }

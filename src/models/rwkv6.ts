@@ -51,7 +51,7 @@
  */
 import { FormatError } from '../errors.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
-import type { Backend, Buf, Linear } from '../tensor/backend.ts';
+import type { Backend, Buf, IdBuf, Linear } from '../tensor/backend.ts';
 import { wkv6 } from '../tensor/families/wkv6.ts';
 import {
   applySite,
@@ -391,6 +391,19 @@ export class Rwkv6 implements LanguageModel<Rwkv6State> {
     siteProduct(this, y, w, x, rows, this.site(b, s, x, rows, w.cols, hook));
   }
 
+  /** The gather order for n rows: row q·n + t takes row t·5 + q (kept for the last n). */
+  private groupOrder(n: number): IdBuf {
+    if (this.order?.n !== n) {
+      if (this.order) this.backend.free(this.order.ids);
+      const order = new Int32Array(5 * n);
+      for (let q = 0; q < 5; q++) for (let t = 0; t < n; t++) order[q * n + t] = t * 5 + q;
+      // Every block of a forward has the same n: one upload per forward, not per block.
+      this.order = { n, ids: this.backend.uploadIds(order) };
+    }
+    return this.order.ids;
+  }
+  private order: { n: number; ids: IdBuf } | undefined;
+
   /** Block `b` over x [rows, C] in place: x += att(LN(x; ln1)); x += ffn(LN(x; ln2)). */
   block(b: number, x: Buf, batch: Batch, state: Rwkv6State, hook?: SiteHook): void {
     const { nEmbd: C, dimAtt: A, nFfn: F, headSize: N, maaLora: D, decayLora: E } = this.config;
@@ -421,11 +434,7 @@ export class Rwkv6 implements LanguageModel<Rwkv6State> {
     // m_q = lora[:, q·D:(q+1)·D] · time_maa_w2[q] for q = w, k, v, r, g: group-major
     // [5, n, D] first (row t·5 + q of lora as [n·5, D] goes to row q·n + t), one product each.
     const g0 = this.site(b, 'att.time_maa_w2', lora, n, 5 * D, hook);
-    const order = new Int32Array(5 * n);
-    for (let q = 0; q < 5; q++) for (let t = 0; t < n; t++) order[q * n + t] = t * 5 + q;
-    const ids = be.uploadIds(order);
-    be.gather(groups, lora, ids, D);
-    be.free(ids);
+    be.gather(groups, lora, this.groupOrder(n), D);
     for (let q = 0; q < 5; q++) {
       const wq = att.time_maa_w2[q];
       siteProduct(
